@@ -1,0 +1,79 @@
+# evalsuite: every target sets itself up (virtualenv + install) on a machine with only Python and make.
+#
+# TORCH selects the PyTorch build that is installed before everything else:
+#   the default, torch==2.13.0, is the CPU build (and the version the reference outputs were made with);
+#   on a GPU machine use the normal CUDA build, e.g.  make eval TORCH=torch  MODEL=...
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+MODEL ?=
+DATA_DIR ?=
+OUTPUT_DIR ?=
+BENCHMARKS ?=
+LIMIT ?=
+DTYPE ?=
+DEVICE ?=
+BATCH_SIZE ?=
+REVISION ?=
+ARGS ?=
+RUN ?=
+CARD ?=
+RUNS ?=
+
+# Offline by default for tests and the embedded demo: a stray Hub call fails fast instead of hanging.
+OFFLINE_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+
+opt = $(if $(2),$(1) $(2))
+EVAL_ARGS = $(call opt,--data-dir,$(DATA_DIR)) $(call opt,--output-dir,$(OUTPUT_DIR)) \
+	$(call opt,--benchmarks,$(BENCHMARKS)) $(call opt,--limit,$(LIMIT)) $(call opt,--dtype,$(DTYPE)) \
+	$(call opt,--device,$(DEVICE)) $(call opt,--batch-size,$(BATCH_SIZE)) $(call opt,--revision,$(REVISION)) $(ARGS)
+
+.PHONY: help install eval test quality style card compare clean
+
+help:
+	@echo "make eval [MODEL=<hub id or dir>] [DATA_DIR=dir] [BENCHMARKS=arc,mmlu] [LIMIT=n] [TORCH=torch]"
+	@echo "make test | make quality | make style"
+	@echo "make card RUN=<run dir> [CARD=<README.md to update>]"
+	@echo "make compare RUNS=\"<run dir> <run dir> ...\""
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $@
+
+install: $(STAMP)
+
+# Without MODEL: the embedded smoke run (tiny random MoE on synthetic data, offline, under 2 minutes on CPU).
+eval: $(STAMP)
+ifeq ($(strip $(MODEL)),)
+	$(OFFLINE_ENV) $(BIN)/evalsuite run --demo $(EVAL_ARGS)
+else
+	$(BIN)/evalsuite run --model "$(MODEL)" $(EVAL_ARGS)
+endif
+
+test: $(STAMP)
+	$(OFFLINE_ENV) MPLBACKEND=Agg $(BIN)/python -m pytest -q $(ARGS)
+
+quality: $(STAMP)
+	$(BIN)/ruff check evalsuite tasks tests bench
+	$(BIN)/ruff format --check evalsuite tasks tests bench
+	$(BIN)/mypy
+
+style: $(STAMP)
+	$(BIN)/ruff check --fix evalsuite tasks tests bench
+	$(BIN)/ruff format evalsuite tasks tests bench
+
+card: $(STAMP)
+	@test -n "$(RUN)" || { echo "error: RUN is not set; give a run directory, e.g. make card RUN=results/<model>/<timestamp>"; exit 2; }
+	$(BIN)/evalsuite card $(RUN) $(if $(CARD),--update "$(CARD)") $(ARGS)
+
+compare: $(STAMP)
+	@test -n "$(RUNS)" || { echo "error: RUNS is not set; give run directories, e.g. make compare RUNS=\"results/a/1 results/b/2\""; exit 2; }
+	MPLBACKEND=Agg $(BIN)/evalsuite compare $(RUNS) --write $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

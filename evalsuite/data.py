@@ -1,0 +1,119 @@
+"""Where benchmark rows come from: the Hub datasets, or an offline directory in the layout
+`DIR/<owner>/<name>/<config>/<split>.parquet` with the Hub datasets' own columns."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from evalsuite.errors import ConfigError, DataError
+from evalsuite.fsio import atomic_write_bytes
+from evalsuite.specs import BenchmarkSpec
+
+Row = dict[str, Any]
+
+
+def _offline() -> bool:
+    return any(os.environ.get(v, "").lower() in {"1", "true", "yes"} for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def check_columns(rows: Sequence[Row], columns: Iterable[str], where: str) -> None:
+    if not rows:
+        raise DataError(f"{where}: holds no rows; write the split's rows into it")
+    missing = [c for c in columns if c not in rows[0]]
+    if missing:
+        raise DataError(
+            f"{where}: missing column(s) {', '.join(missing)} (has {', '.join(rows[0])}); "
+            "the file must keep the Hub dataset's own columns"
+        )
+
+
+class DataSource(Protocol):
+    def rows(self, dataset: str, config: str, split: str) -> list[Row]: ...
+    def describe(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class LocalDirSource:
+    """An offline copy; `evalsuite data pull DIR` writes one."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        if not Path(self.root).is_dir():
+            raise ConfigError(f"--data-dir {self.root}: no such directory; create it with `evalsuite data pull DIR`")
+
+    def path(self, dataset: str, config: str, split: str) -> Path:
+        return Path(self.root) / dataset / config / f"{split}.parquet"
+
+    def rows(self, dataset: str, config: str, split: str) -> list[Row]:
+        import pyarrow.parquet as pq
+
+        path = self.path(dataset, config, split)
+        if not path.is_file():
+            raise DataError(
+                f"{path}: missing; the data dir needs {dataset} config {config!r} split {split!r} "
+                "there (write it with `evalsuite data pull DIR`)"
+            )
+        try:
+            rows: list[Row] = pq.read_table(path).to_pylist()
+        except Exception as exc:
+            raise DataError(f"{path}: not a readable parquet file ({exc}); rewrite it") from exc
+        return rows
+
+    def describe(self) -> str:
+        return f"dir:{Path(self.root).resolve()}"
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """The Hub datasets, through `datasets.load_dataset`."""
+
+    def rows(self, dataset: str, config: str, split: str) -> list[Row]:
+        if _offline():
+            raise ConfigError(
+                "HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set and no data dir was given; "
+                "pass --data-dir DIR (make: DATA_DIR=DIR) with a copy written by `evalsuite data pull DIR`"
+            )
+        import datasets
+
+        try:
+            ds = datasets.load_dataset(dataset, config, split=split)
+        except Exception as exc:
+            raise DataError(f"{dataset} config {config!r} split {split!r}: could not load from the Hub ({exc})") from exc
+        return [dict(r) for r in ds]
+
+    def describe(self) -> str:
+        return "hub"
+
+
+def source_for(data_dir: str | Path | None) -> DataSource:
+    return LocalDirSource(Path(data_dir)) if data_dir else HubSource()
+
+
+def load_rows(source: DataSource, spec: BenchmarkSpec, config: str, split: str) -> list[Row]:
+    rows = source.rows(spec.dataset, config, split)
+    check_columns(rows, spec.columns, f"{spec.dataset}/{config}/{split}")
+    return rows
+
+
+def pull(dest: Path, specs: Sequence[BenchmarkSpec], source: DataSource, progress: bool = True) -> list[Path]:
+    """Copy every split the benchmarks read from `source` into `dest` in the offline layout."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from tqdm.auto import tqdm
+
+    jobs = [(spec, config, split) for spec in specs for config in spec.configs for split in spec.splits()]
+    written = []
+    for spec, config, split in tqdm(jobs, desc="data pull", unit="split", disable=not progress):
+        rows = load_rows(source, spec, config, split)
+        buf = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(rows), buf)
+        target = Path(dest) / spec.dataset / config / f"{split}.parquet"
+        atomic_write_bytes(target, buf.getvalue())
+        written.append(target)
+    return written

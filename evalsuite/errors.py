@@ -1,0 +1,35 @@
+"""The errors evalsuite raises on bad input; each message says what is wrong, where, and how to fix it."""
+
+from __future__ import annotations
+
+
+class EvalsuiteError(Exception):
+    """Base class: the CLI prints `error: <message>` and exits 1 for every subclass."""
+
+
+class ConfigError(EvalsuiteError, ValueError):
+    """A bad option or argument (unknown benchmark, bad dtype, offline without a data dir)."""
+
+
+class DataError(EvalsuiteError, ValueError):
+    """A dataset that is missing, unreadable or has the wrong columns."""
+
+
+class ModelError(EvalsuiteError, ValueError):
+    """A model path or id that cannot be loaded."""
+
+
+class RunDirError(EvalsuiteError, ValueError):
+    """A run directory that is incomplete, not a run directory, or one that must not be overwritten."""
+
+
+class CardError(EvalsuiteError, ValueError):
+    """A model card that cannot be read or updated."""
+
+
+class CompareError(EvalsuiteError, ValueError):
+    """Runs that cannot be compared the way that was asked."""
+
+
+class OutputExistsError(EvalsuiteError, FileExistsError):
+    """An output path that already holds something evalsuite will not overwrite."""

@@ -1,0 +1,142 @@
+"""Model loading: transformers AutoModelForCausalLM placed by accelerate, wrapped in lm-eval's HFLM.
+
+The backend is a replaceable part: the runner only needs an lm-eval `LM` (loglikelihood and
+generate_until); `load_lm` is the one place that decides which `LM` that is.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from evalsuite.errors import ConfigError, ModelError
+from evalsuite.results import ModelInfo
+
+if TYPE_CHECKING:
+    from lm_eval.api.model import LM
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+DEFAULT_MAX_LENGTH = 2048  # v1's fallback when neither config nor tokenizer gives a length
+_HUGE = 10**12  # tokenizers report an "infinite" model_max_length with a huge sentinel
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    model: str
+    revision: str | None = None
+    dtype: str = "auto"  # auto: the config's torch_dtype on GPU, float32 on CPU
+    device: str = "auto"  # auto: all visible GPUs (device_map="auto"), else CPU
+    batch_size: int = 1  # 1 reproduces v1 numerics exactly (no padding)
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"--dtype {self.dtype!r} is not supported; use one of {', '.join(DTYPES)}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size {self.batch_size} must be a positive integer")
+
+
+def resolve_model_dir(opts: ModelOptions) -> tuple[Path, str | None]:
+    """A local directory holding the model, and the Hub commit it came from (None for local models)."""
+    local = Path(opts.model).expanduser()
+    if local.exists() or opts.model.startswith((".", "/", "~")) or opts.model.count("/") > 1:
+        if not local.is_dir():
+            raise ModelError(f"model path {opts.model}: no such directory; give a Hub id (owner/name) or a model dir")
+        if not (local / "config.json").is_file():
+            raise ModelError(f"model dir {opts.model}: holds no config.json; point at a transformers model directory")
+        return local, None
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = snapshot_download(opts.model, revision=opts.revision)
+    except Exception as exc:
+        raise ModelError(
+            f"model {opts.model!r} (revision {opts.revision or 'main'}): could not be fetched from the Hub "
+            f"({type(exc).__name__}); check the id, your network/HF_HUB_OFFLINE and HF_TOKEN"
+        ) from exc
+    return Path(path), Path(path).name
+
+
+def v1_max_length(config: Any, tokenizer: Any) -> int:
+    """v1 (and lm-eval): the config's n_positions / max_position_embeddings / n_ctx, then the tokenizer."""
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(config, attr, None)
+        if value:
+            return int(value)
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if tok_max and tok_max < _HUGE:
+        return int(tok_max)
+    return DEFAULT_MAX_LENGTH
+
+
+def _torch_dtype(name: str, config: Any, on_gpu: bool) -> Any:
+    import torch
+
+    if name == "auto":
+        if not on_gpu:
+            return torch.float32
+        cfg = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "float32"
+        return cfg if isinstance(cfg, torch.dtype) else getattr(torch, str(cfg).replace("torch.", ""))
+    return getattr(torch, name)
+
+
+def _placement(device: str) -> tuple[Any, bool]:
+    """(device_map for from_pretrained, whether it is on GPU)."""
+    import torch
+
+    if device == "auto":
+        return ("auto", True) if torch.cuda.is_available() else (None, False)
+    if device == "cpu":
+        return None, False
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device}: no CUDA device is visible; use --device cpu")
+        return ({"": device} if ":" in device else "auto"), True
+    raise ConfigError(f"--device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
+
+
+def load_model(opts: ModelOptions) -> tuple[Any, Any, ModelInfo]:
+    """Load the transformers model and tokenizer; returns them with the ModelInfo to record."""
+    import transformers
+
+    path, commit = resolve_model_dir(opts)
+    device_map, on_gpu = _placement(opts.device)
+    try:
+        config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=opts.trust_remote_code)
+    except Exception as exc:
+        raise ModelError(f"model dir {path}: config.json could not be read ({exc})") from exc
+    dtype = _torch_dtype(opts.dtype, config, on_gpu)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=opts.trust_remote_code)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype, device_map=device_map, trust_remote_code=opts.trust_remote_code
+    )
+    model.eval()
+    devices = sorted({str(d) for d in getattr(model, "hf_device_map", {}).values()} or {str(model.device)})
+    info = ModelInfo(
+        id=opts.model,
+        revision=opts.revision,
+        commit=commit,
+        architecture=(config.architectures or [type(model).__name__])[0],
+        dtype=str(dtype).replace("torch.", ""),
+        devices=tuple(devices),
+        batch_size=opts.batch_size,
+        max_length=v1_max_length(config, tokenizer),
+        num_parameters=sum(p.numel() for p in model.parameters()),
+    )
+    return model, tokenizer, info
+
+
+def make_lm(model: Any, tokenizer: Any, info: ModelInfo) -> LM:
+    """lm-eval's HF model class, set up as v1 ran: no BOS, batch 1 by default, v1's max length."""
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(
+        pretrained=model,
+        tokenizer=tokenizer,
+        backend="causal",
+        batch_size=info.batch_size or 1,
+        max_length=info.max_length,
+        add_bos_token=False,  # v1 never added a BOS token; lm-eval >= 0.4.9.2 would for Llama tokenizers
+    )

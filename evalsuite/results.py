@@ -1,0 +1,252 @@
+"""Typed results: the one place where run files (results.json, samples/*.jsonl) become dataclasses.
+
+Scores are fractions in [0, 1] everywhere in the code; percentages exist only in the card and tables.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evalsuite.errors import RunDirError
+
+SCHEMA_VERSION = 1
+RESULTS_FILE = "results.json"
+SAMPLES_DIR = "samples"
+
+
+def _check_fraction(value: float | None, where: str) -> None:
+    if value is None:
+        return
+    if not isinstance(value, int | float) or math.isnan(value) or not 0.0 <= value <= 1.0:
+        raise RunDirError(f"{where} is {value!r}; scores are fractions between 0 and 1")
+
+
+@dataclass(frozen=True)
+class BenchmarkScore:
+    """One benchmark's leaderboard score (a fraction) and what it was computed from."""
+
+    benchmark: str
+    metric: str
+    value: float
+    stderr: float | None = None
+    n_docs: int | None = None
+    num_fewshot: int | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)  # every per-doc metric's mean
+    subscores: Mapping[str, float] = field(default_factory=dict)  # e.g. the 57 MMLU subjects
+
+    def __post_init__(self) -> None:
+        _check_fraction(self.value, f"{self.benchmark}.{self.metric}")
+        for name, sub in self.subscores.items():
+            _check_fraction(sub, f"{self.benchmark}.subscores.{name}")
+
+    @property
+    def percent(self) -> float:
+        return 100.0 * self.value
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["metrics"] = dict(self.metrics)
+        d["subscores"] = dict(self.subscores)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BenchmarkScore:
+        return cls(
+            benchmark=d["benchmark"],
+            metric=d["metric"],
+            value=float(d["value"]),
+            stderr=None if d.get("stderr") is None else float(d["stderr"]),
+            n_docs=d.get("n_docs"),
+            num_fewshot=d.get("num_fewshot"),
+            metrics={k: float(v) for k, v in (d.get("metrics") or {}).items()},
+            subscores={k: float(v) for k, v in (d.get("subscores") or {}).items()},
+        )
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What was evaluated and how it was placed."""
+
+    id: str  # hub id or local path, as the user gave it
+    revision: str | None = None  # requested revision
+    commit: str | None = None  # resolved commit sha, when the model came from the Hub
+    architecture: str | None = None
+    dtype: str | None = None
+    devices: tuple[str, ...] = ()
+    batch_size: int | None = None
+    max_length: int | None = None
+    num_parameters: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelInfo:
+        d = dict(d)
+        d["devices"] = tuple(d.get("devices") or ())
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Everything needed to reproduce a run."""
+
+    evalsuite_version: str = ""
+    packages: Mapping[str, str] = field(default_factory=dict)
+    seeds: Mapping[str, int] = field(default_factory=dict)
+    data_source: str = ""
+    limit: int | None = None
+    smoke: bool = False  # a --limit or demo run: not comparable with the leaderboard
+    started_at: str = ""
+    finished_at: str = ""
+    command: tuple[str, ...] = ()
+    source: str = "run"  # "run" for evalsuite runs, "card" for numbers read from a model card
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Provenance:
+        d = dict(d)
+        d["command"] = tuple(d.get("command") or ())
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A whole run (or a published card): the scores per benchmark plus model and provenance."""
+
+    model: ModelInfo
+    scores: Mapping[str, BenchmarkScore]
+    provenance: Provenance = field(default_factory=Provenance)
+    path: Path | None = None  # the run directory, when there is one
+    extra: Mapping[str, Any] = field(default_factory=dict)  # optional sections, e.g. "router"
+
+    @property
+    def average(self) -> float | None:
+        """Mean of the six leaderboard scores; None unless all six are present (never fewer)."""
+        from evalsuite.specs import BENCHMARK_NAMES
+
+        if any(name not in self.scores for name in BENCHMARK_NAMES):
+            return None
+        return sum(self.scores[name].value for name in BENCHMARK_NAMES) / len(BENCHMARK_NAMES)
+
+    @property
+    def missing(self) -> list[str]:
+        from evalsuite.specs import BENCHMARK_NAMES
+
+        return [name for name in BENCHMARK_NAMES if name not in self.scores]
+
+    @property
+    def label(self) -> str:
+        return self.model.id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "model": asdict(self.model),
+            "benchmarks": {name: s.to_dict() for name, s in self.scores.items()},
+            "average": self.average,
+            "provenance": asdict(self.provenance),
+            **dict(self.extra),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], path: Path | None = None) -> RunResult:
+        where = path / RESULTS_FILE if path else RESULTS_FILE
+        version = d.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise RunDirError(
+                f"{where}: schema_version is {version!r}, this evalsuite reads {SCHEMA_VERSION}; "
+                "re-run the evaluation with this version"
+            )
+        try:
+            scores = {name: BenchmarkScore.from_dict(s) for name, s in d["benchmarks"].items()}
+            known = {"schema_version", "model", "benchmarks", "average", "provenance"}
+            return cls(
+                model=ModelInfo.from_dict(d["model"]),
+                scores=scores,
+                provenance=Provenance.from_dict(d.get("provenance") or {}),
+                path=path,
+                extra={k: v for k, v in d.items() if k not in known},
+            )
+        except (KeyError, TypeError) as exc:
+            raise RunDirError(f"{where}: malformed results ({exc!r}); it was not written by evalsuite run") from exc
+
+
+def load_run(run_dir: str | Path) -> RunResult:
+    """Read a complete run directory; a one-line RunDirError when it is not one."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: no such run directory; pass a directory written by `evalsuite run`")
+    results = run_dir / RESULTS_FILE
+    if not results.is_file():
+        raise RunDirError(
+            f"{run_dir}: not a complete run directory (no {RESULTS_FILE}); "
+            "pass a directory written by `evalsuite run`, e.g. results/<model>/<timestamp>"
+        )
+    try:
+        data = json.loads(results.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise RunDirError(f"{results}: not valid JSON ({exc}); the run is damaged, re-run it") from exc
+    return RunResult.from_dict(data, path=run_dir)
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request of a document: loglikelihood requests have a continuation, generations a generation."""
+
+    context: str
+    continuation: str | None = None
+    loglikelihood: float | None = None
+    generation: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class DocRecord:
+    """One evaluated document of samples/<benchmark>.jsonl."""
+
+    doc_id: int
+    requests: tuple[RequestRecord, ...]
+    metrics: Mapping[str, float]
+    subject: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)  # gold, extracted answer, mc1 requests, ...
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"doc_id": self.doc_id}
+        if self.subject is not None:
+            d["subject"] = self.subject
+        d["requests"] = [r.to_dict() for r in self.requests]
+        d["metrics"] = dict(self.metrics)
+        d.update(self.extra)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DocRecord:
+        known = {"doc_id", "subject", "requests", "metrics"}
+        return cls(
+            doc_id=int(d["doc_id"]),
+            subject=d.get("subject"),
+            requests=tuple(RequestRecord(**r) for r in d["requests"]),
+            metrics={k: float(v) for k, v in d["metrics"].items()},
+            extra={k: v for k, v in d.items() if k not in known},
+        )
+
+    @property
+    def key(self) -> tuple[str | None, int]:
+        """Identifies the document within its benchmark (MMLU doc ids repeat across subjects)."""
+        return (self.subject, self.doc_id)
+
+
+def samples_path(run_dir: Path, benchmark: str) -> Path:
+    return Path(run_dir) / SAMPLES_DIR / f"{benchmark}.jsonl"
+
+
+def read_samples(run_dir: str | Path, benchmark: str) -> list[DocRecord]:
+    path = samples_path(Path(run_dir), benchmark)
+    if not path.is_file():
+        raise RunDirError(f"{path}: missing; this run did not evaluate {benchmark!r} or was damaged")
+    with path.open(encoding="utf-8") as fh:
+        return [DocRecord.from_dict(json.loads(line)) for line in fh if line.strip()]

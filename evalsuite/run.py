@@ -1,0 +1,112 @@
+"""`evalsuite run`: evaluate a model on the v1 benchmarks and write a complete run directory."""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from evalsuite import __version__
+from evalsuite.data import source_for
+from evalsuite.errors import ConfigError
+from evalsuite.fewshot import DOC_SHUFFLE_SEED
+from evalsuite.fsio import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from evalsuite.results import RESULTS_FILE, Provenance, RunResult, samples_path
+from evalsuite.rundir import check_output_dir, default_output_dir, staged
+from evalsuite.specs import select
+
+PACKAGES = ("torch", "transformers", "tokenizers", "lm-eval", "accelerate", "datasets", "huggingface_hub")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    model: str
+    data_dir: str | None = None
+    output_dir: str | None = None
+    benchmarks: str | None = None  # "arc,mmlu"; None: all six
+    limit: int | None = None  # first N docs (per config) after the v1 shuffle: a smoke run
+    revision: str | None = None
+    dtype: str = "auto"
+    device: str = "auto"
+    batch_size: int = 1
+    trust_remote_code: bool = False
+    router_stats: bool = True
+    progress: bool = True
+    smoke: bool = False  # set for the embedded demo
+    extra_seeds: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"--limit {self.limit} must be a positive number of documents")
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "evalsuite": __version__}
+    for name in PACKAGES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name)
+    return out
+
+
+@contextlib.contextmanager
+def _no_observer(name: str) -> Iterator[None]:
+    yield
+
+
+def run(opts: RunOptions) -> Path:
+    """Evaluate and write the run directory; returns its path. Bad input fails before model time."""
+    from evalsuite import card, router
+    from evalsuite.model import ModelOptions, load_model, make_lm
+    from evalsuite.runner import evaluate, prepare_all
+
+    started = datetime.now(UTC)
+    specs = select(opts.benchmarks)
+    model_opts = ModelOptions(
+        opts.model, opts.revision, opts.dtype, opts.device, opts.batch_size, opts.trust_remote_code
+    )
+    out = Path(opts.output_dir) if opts.output_dir else default_output_dir(opts.model)
+    check_output_dir(out)
+    source = source_for(opts.data_dir)
+    prepared = prepare_all(specs, source, opts.limit)
+
+    model, tokenizer, info = load_model(model_opts)
+    lm = make_lm(model, tokenizer, info)
+    recorder = router.RouterRecorder(model) if opts.router_stats and router.is_moe(model) else None
+    observer: Any = recorder.track if recorder else _no_observer
+    outcomes = evaluate(lm, specs, prepared, batch_size=opts.batch_size, progress=opts.progress, observer=observer)
+
+    provenance = Provenance(
+        evalsuite_version=__version__,
+        packages=package_versions(),
+        seeds={"doc_shuffle_and_fewshot": DOC_SHUFFLE_SEED, **dict(opts.extra_seeds)},
+        data_source=source.describe(),
+        limit=opts.limit,
+        smoke=opts.smoke or opts.limit is not None,
+        started_at=started.isoformat(timespec="seconds"),
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        command=tuple(sys.argv),
+    )
+    extra: dict[str, Any] = {}
+    with staged(out) as stage:
+        for name, outcome in outcomes.items():
+            atomic_write_jsonl(samples_path(stage, name), [d.to_dict() for d in outcome.docs])
+        if recorder is not None:
+            extra["router"] = recorder.write(stage)
+            recorder.close()
+        result = RunResult(
+            model=info,
+            scores={name: o.score for name, o in outcomes.items()},
+            provenance=provenance,
+            extra=extra,
+        )
+        atomic_write_text(stage / "model-index.yaml", card.render_model_index(result))
+        atomic_write_text(stage / "metrics.md", card.render_metrics_table(result))
+        atomic_write_json(stage / RESULTS_FILE, result.to_dict())  # last: marks the run complete
+    return out
+

@@ -1,0 +1,66 @@
+"""Run directories: where a run goes, and writing it so that it is complete or absent, never half-written.
+
+Everything is written into a hidden staging directory beside the target and renamed into place at
+the end; a directory with `results.json` is a complete run.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from evalsuite.errors import OutputExistsError
+
+RESULTS_ROOT = Path("results")
+
+
+def model_slug(model: str) -> str:
+    """`org/name` -> `org__name` (the leaderboard's details-dataset style); a local dir -> its name."""
+    p = Path(model)
+    base = p.name if (model.startswith((".", "/", "~")) or p.exists()) else model.replace("/", "__")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", base) or "model"
+
+
+def utc_stamp(now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+
+
+def default_output_dir(model: str, root: Path = RESULTS_ROOT, now: datetime | None = None) -> Path:
+    base = root / model_slug(model) / utc_stamp(now)
+    candidate, n = base, 1
+    while candidate.exists():  # two runs in the same second: never reuse a directory
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
+def check_output_dir(path: Path) -> None:
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise OutputExistsError(
+            f"--output-dir {path}: already exists and is not empty (it may hold an earlier run); "
+            "choose a new directory or leave --output-dir unset for results/<model>/<timestamp>"
+        )
+
+
+@contextmanager
+def staged(final: Path) -> Iterator[Path]:
+    """Yield a staging directory; on success it becomes `final`, on failure it is removed."""
+    check_output_dir(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    stage = final.parent / f".{final.name}.partial"
+    if stage.exists():
+        shutil.rmtree(stage)  # leftovers of an interrupted run of this same target
+    stage.mkdir()
+    try:
+        yield stage
+        check_output_dir(final)
+        if final.exists():
+            final.rmdir()  # an empty directory the user created for us
+        stage.rename(final)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise

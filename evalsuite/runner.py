@@ -1,0 +1,191 @@
+"""Runs benchmarks of the table through an lm-eval `LM` and scores them; knows no benchmark by name.
+
+Per benchmark: build each document's requests in v1 order (evalsuite.fewshot), answer them with
+the LM's loglikelihood / generate_until, score each document with its task hooks, and aggregate
+(mean per config, then the unweighted mean over configs: MMLU's macro mean over 57 subjects).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ContextManager
+
+from evalsuite.data import DataSource, load_rows
+from evalsuite.fewshot import context_prefix, v1_schedule
+from evalsuite.results import BenchmarkScore, DocRecord, RequestRecord
+from evalsuite.specs import BenchmarkSpec
+from evalsuite.taskapi import Doc, Request
+
+if TYPE_CHECKING:
+    from lm_eval.api.model import LM
+
+# How many requests go to the LM per call: large enough for its length-sorted batching, small
+# enough for a smooth progress bar.
+CHUNK_PER_BATCH = 32
+
+Observer = Callable[[str], ContextManager[Any]]
+
+
+@dataclass(frozen=True)
+class PreparedDoc:
+    config: str
+    doc_id: int
+    doc: Doc
+    requests: tuple[Request, ...]
+
+
+@dataclass(frozen=True)
+class BenchmarkOutcome:
+    score: BenchmarkScore
+    docs: tuple[DocRecord, ...]
+
+
+def prepare(spec: BenchmarkSpec, source: DataSource, limit: int | None = None) -> list[PreparedDoc]:
+    """Every document's requests, in v1's evaluation order (per config: shuffled, shots drawn)."""
+    task = spec.task
+    prepared = []
+    for config in spec.configs:
+        docs = [task.process_doc(r, config) for r in load_rows(source, spec, config, spec.eval_split)]
+        pool: list[Doc] = []
+        if spec.num_fewshot and spec.fewshot_split:
+            pool = [task.process_doc(r, config) for r in load_rows(source, spec, config, spec.fewshot_split)]
+        description = task.description(config)
+        for item in v1_schedule(len(docs), len(pool), spec.num_fewshot, spec.sampling, limit):
+            prefix = context_prefix(description, [task.shot(pool[i]) for i in item.shot_ids])
+            doc = docs[item.doc_id]
+            prepared.append(PreparedDoc(config, item.doc_id, doc, tuple(task.requests(doc, prefix))))
+    return prepared
+
+
+def answer(lm: LM, requests: Sequence[Request], batch_size: int, progress: Any) -> list[Any]:
+    """Responses in request order: a float log-likelihood or a generated string per request."""
+    from lm_eval.api.instance import Instance
+
+    by_type: dict[str, list[int]] = defaultdict(list)
+    for i, req in enumerate(requests):
+        by_type[req.request_type].append(i)
+    responses: list[Any] = [None] * len(requests)
+    chunk = max(1, batch_size * CHUNK_PER_BATCH)
+    for request_type, indices in by_type.items():
+        method = getattr(lm, request_type)
+        step = chunk if request_type == "loglikelihood" else batch_size
+        for start in range(0, len(indices), step):
+            part = indices[start : start + step]
+            instances = [
+                Instance(request_type=request_type, doc={}, arguments=requests[i].arguments, idx=0) for i in part
+            ]
+            for i, out in zip(part, method(instances, disable_tqdm=True), strict=True):
+                # loglikelihood answers (logprob, is_greedy); generate_until answers the cut text
+                responses[i] = float(out[0]) if request_type == "loglikelihood" else out
+            progress.update(len(part))
+    return responses
+
+
+def _record(req: Request, response: Any) -> RequestRecord:
+    if req.request_type == "loglikelihood":
+        return RequestRecord(context=req.context, continuation=req.continuation, loglikelihood=response)
+    return RequestRecord(context=req.context, generation=response)
+
+
+def score_doc(spec: BenchmarkSpec, item: PreparedDoc, responses: Sequence[Any]) -> DocRecord:
+    scored = spec.task.score(item.doc, responses)
+    main: list[RequestRecord] = []
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for req, resp in zip(item.requests, responses, strict=True):
+        if req.group is None:
+            main.append(_record(req, resp))
+        else:
+            groups[f"{req.group}_requests"].append(_record(req, resp).to_dict())
+    return DocRecord(
+        doc_id=item.doc_id,
+        subject=item.config if len(spec.configs) > 1 else None,
+        requests=tuple(main),
+        metrics=dict(scored.metrics),
+        extra={**scored.extra, **groups},
+    )
+
+
+def _mean(xs: Sequence[float]) -> float:
+    return sum(xs) / len(xs)  # as v1 (lm_eval.metrics.mean): plain sum, for identical bits
+
+
+def _stderr(xs: Sequence[float]) -> float | None:
+    """Standard error of the mean with the sample standard deviation, as lm-eval and v1 report it."""
+    if len(xs) < 2:
+        return None
+    mu = _mean(xs)
+    return math.sqrt(math.fsum((x - mu) ** 2 for x in xs) / (len(xs) - 1)) / math.sqrt(len(xs))
+
+
+def aggregate(spec: BenchmarkSpec, docs: Sequence[DocRecord]) -> BenchmarkScore:
+    """Mean per config, then the unweighted mean over configs (one config: the plain mean)."""
+    by_config: dict[str | None, list[DocRecord]] = defaultdict(list)
+    for d in docs:
+        by_config[d.subject].append(d)
+    metric_names = list(docs[0].metrics)
+    per_config = {
+        cfg: {m: _mean([d.metrics[m] for d in ds]) for m in metric_names} for cfg, ds in by_config.items()
+    }
+    metrics = {m: _mean([pc[m] for pc in per_config.values()]) for m in metric_names}
+    errors = [_stderr([d.metrics[spec.metric] for d in ds]) for ds in by_config.values()]
+    stderr = (
+        None if any(e is None for e in errors) else math.sqrt(math.fsum(e * e for e in errors if e)) / len(errors)
+    )
+    subscores = {str(cfg): pc[spec.metric] for cfg, pc in per_config.items()} if len(spec.configs) > 1 else {}
+    return BenchmarkScore(
+        benchmark=spec.name,
+        metric=spec.metric,
+        value=metrics[spec.metric],
+        stderr=stderr,
+        n_docs=len(docs),
+        num_fewshot=spec.num_fewshot,
+        metrics=metrics,
+        subscores=subscores,
+    )
+
+
+@contextlib.contextmanager
+def _no_observer(name: str) -> Iterator[None]:
+    yield
+
+
+def prepare_all(
+    specs: Sequence[BenchmarkSpec], source: DataSource, limit: int | None = None
+) -> dict[str, list[PreparedDoc]]:
+    """All benchmarks' requests; call it before loading the model, so bad data fails in seconds."""
+    return {spec.name: prepare(spec, source, limit) for spec in specs}
+
+
+def evaluate(
+    lm: LM,
+    specs: Sequence[BenchmarkSpec],
+    prepared: dict[str, list[PreparedDoc]],
+    *,
+    batch_size: int = 1,
+    progress: bool = True,
+    observer: Observer = _no_observer,
+) -> dict[str, BenchmarkOutcome]:
+    """Evaluate each benchmark; `observer(name)` wraps its model calls (router statistics use it)."""
+    from tqdm.auto import tqdm
+
+    outcomes = {}
+    for spec in specs:
+        items = prepared[spec.name]
+        flat = [req for item in items for req in item.requests]
+        with tqdm(total=len(flat), desc=f"{spec.name:<10}", unit="req", disable=not progress) as bar:
+            with observer(spec.name):
+                responses = answer(lm, flat, batch_size, bar)
+        records, pos = [], 0
+        for item in items:
+            n = len(item.requests)
+            records.append(score_doc(spec, item, responses[pos : pos + n]))
+            pos += n
+        # Aggregate in evaluation order (v1 summed in that order: same bits), then store in dataset order.
+        score = aggregate(spec, records)
+        records.sort(key=lambda r: (spec.configs.index(r.subject) if r.subject else 0, r.doc_id))
+        outcomes[spec.name] = BenchmarkOutcome(score, tuple(records))
+    return outcomes

@@ -1,0 +1,172 @@
+"""The six v1 benchmarks as one declarative table; runner, aggregator and card writer loop over it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Literal
+
+from evalsuite.errors import ConfigError
+from evalsuite.tasks import arc, gsm8k, hellaswag, mmlu, truthfulqa, winogrande
+
+# The 57 `hendrycksTest-<subject>` tasks of v1 = the 57 configs of cais/mmlu.
+MMLU_SUBJECTS: tuple[str, ...] = tuple(
+    """abstract_algebra anatomy astronomy business_ethics clinical_knowledge college_biology
+    college_chemistry college_computer_science college_mathematics college_medicine college_physics
+    computer_security conceptual_physics econometrics electrical_engineering elementary_mathematics
+    formal_logic global_facts high_school_biology high_school_chemistry high_school_computer_science
+    high_school_european_history high_school_geography high_school_government_and_politics
+    high_school_macroeconomics high_school_mathematics high_school_microeconomics high_school_physics
+    high_school_psychology high_school_statistics high_school_us_history high_school_world_history
+    human_aging human_sexuality international_law jurisprudence logical_fallacies machine_learning
+    management marketing medical_genetics miscellaneous moral_disputes moral_scenarios nutrition
+    philosophy prehistory professional_accounting professional_law professional_medicine
+    professional_psychology public_relations security_studies sociology us_foreign_policy virology
+    world_religions""".split()
+)
+
+
+@dataclass(frozen=True)
+class CardEntry:
+    """How the leaderboard wrote this benchmark in a model card (spec model-card.md §1.2)."""
+
+    dataset_type: str
+    config: str | None
+    split: str
+    metric_name: str | None
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    name: str  # our key, also samples/<name>.jsonl
+    v1_task: str  # the task name in the v1 harness (reference outputs use it)
+    title: str  # the leaderboard's display name, as in the card
+    dataset: str  # Hub dataset id
+    configs: tuple[str, ...]  # one v1 task per config, each with its own shuffle; scores macro-averaged
+    eval_split: str
+    fewshot_split: str | None
+    num_fewshot: int
+    sampling: Literal["random", "first_n"]  # v1: rnd.sample(train, k) per doc, or dev[:k]
+    metric: str
+    columns: tuple[str, ...]  # the dataset columns the prompts read
+    task: ModuleType  # prompt and scoring hooks (evalsuite.taskapi.Task)
+    card: CardEntry
+
+    def splits(self) -> tuple[str, ...]:
+        return (self.eval_split,) + ((self.fewshot_split,) if self.num_fewshot and self.fewshot_split else ())
+
+
+BENCHMARKS: tuple[BenchmarkSpec, ...] = (
+    BenchmarkSpec(
+        name="arc",
+        v1_task="arc_challenge",
+        title="AI2 Reasoning Challenge (25-Shot)",
+        dataset="allenai/ai2_arc",
+        configs=("ARC-Challenge",),
+        eval_split="test",
+        fewshot_split="train",
+        num_fewshot=25,
+        sampling="random",
+        metric="acc_norm",
+        columns=("question", "choices", "answerKey"),
+        task=arc,
+        card=CardEntry("ai2_arc", "ARC-Challenge", "test", "normalized accuracy"),
+    ),
+    BenchmarkSpec(
+        name="hellaswag",
+        v1_task="hellaswag",
+        title="HellaSwag (10-Shot)",
+        dataset="Rowan/hellaswag",
+        configs=("default",),
+        eval_split="validation",
+        fewshot_split="train",
+        num_fewshot=10,
+        sampling="random",
+        metric="acc_norm",
+        columns=("activity_label", "ctx_a", "ctx_b", "endings", "label"),
+        task=hellaswag,
+        card=CardEntry("hellaswag", None, "validation", "normalized accuracy"),
+    ),
+    BenchmarkSpec(
+        name="mmlu",
+        v1_task="mmlu",
+        title="MMLU (5-Shot)",
+        dataset="cais/mmlu",
+        configs=MMLU_SUBJECTS,
+        eval_split="test",
+        fewshot_split="dev",
+        num_fewshot=5,
+        sampling="first_n",
+        metric="acc",
+        columns=("question", "choices", "answer"),
+        task=mmlu,
+        card=CardEntry("cais/mmlu", "all", "test", "accuracy"),
+    ),
+    BenchmarkSpec(
+        name="truthfulqa",
+        v1_task="truthfulqa_mc",
+        title="TruthfulQA (0-shot)",
+        dataset="truthfulqa/truthful_qa",
+        configs=("multiple_choice",),
+        eval_split="validation",
+        fewshot_split=None,
+        num_fewshot=0,
+        sampling="random",
+        metric="mc2",
+        columns=("question", "mc1_targets", "mc2_targets"),
+        task=truthfulqa,
+        card=CardEntry("truthful_qa", "multiple_choice", "validation", None),
+    ),
+    BenchmarkSpec(
+        name="winogrande",
+        v1_task="winogrande",
+        title="Winogrande (5-shot)",
+        dataset="allenai/winogrande",
+        configs=("winogrande_xl",),
+        eval_split="validation",
+        fewshot_split="train",
+        num_fewshot=5,
+        sampling="random",
+        metric="acc",
+        columns=("sentence", "option1", "option2", "answer"),
+        task=winogrande,
+        card=CardEntry("winogrande", "winogrande_xl", "validation", "accuracy"),
+    ),
+    BenchmarkSpec(
+        name="gsm8k",
+        v1_task="gsm8k",
+        title="GSM8k (5-shot)",
+        dataset="openai/gsm8k",
+        configs=("main",),
+        eval_split="test",
+        fewshot_split="train",
+        num_fewshot=5,
+        sampling="random",
+        metric="acc",
+        columns=("question", "answer"),
+        task=gsm8k,
+        card=CardEntry("gsm8k", "main", "test", "accuracy"),
+    ),
+)
+
+BENCHMARK_NAMES: tuple[str, ...] = tuple(b.name for b in BENCHMARKS)
+BY_NAME: dict[str, BenchmarkSpec] = {b.name: b for b in BENCHMARKS}
+
+
+def get_spec(name: str) -> BenchmarkSpec:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown benchmark {name!r}; valid benchmarks are: {', '.join(BENCHMARK_NAMES)}"
+        ) from None
+
+
+def select(names: str | None) -> tuple[BenchmarkSpec, ...]:
+    """Parse `--benchmarks arc,mmlu` (None or empty: all six, in table order)."""
+    if not names or not names.strip():
+        return BENCHMARKS
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    for n in wanted:
+        get_spec(n)
+    return tuple(b for b in BENCHMARKS if b.name in wanted)

@@ -1,0 +1,77 @@
+"""The contract between the runner and the benchmark modules in tasks/: requests out, metrics back.
+
+A task module provides `process_doc`, `description`, `shot`, `requests` and `score` (see `Task`); the
+runner knows nothing else about a benchmark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+Doc = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One model call, in lm-eval's vocabulary: `request_type` names the `LM` method that answers it."""
+
+    context: str
+    continuation: str | None = None  # loglikelihood requests
+    until: tuple[str, ...] = ()  # generate_until requests
+    max_gen_toks: int = 256
+    group: str | None = None  # requests of another group (TruthfulQA's mc1) are recorded apart
+
+    @property
+    def request_type(self) -> str:
+        return "loglikelihood" if self.continuation is not None else "generate_until"
+
+    @property
+    def arguments(self) -> tuple[Any, ...]:
+        if self.continuation is not None:
+            return (self.context, self.continuation)
+        # greedy: v1 called generate without sampling; the model's generation_config supplies the rest.
+        return (self.context, {"until": list(self.until), "max_gen_toks": self.max_gen_toks, "do_sample": False})
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Per-document metrics plus what else is worth recording (gold label, extracted answer)."""
+
+    metrics: Mapping[str, float]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Task(Protocol):
+    def process_doc(self, row: Doc, config: str) -> Doc: ...
+    def description(self, config: str) -> str: ...
+    def shot(self, doc: Doc) -> str: ...
+    def requests(self, doc: Doc, prefix: str) -> list[Request]: ...
+    def score(self, doc: Doc, responses: Sequence[Any]) -> Scored: ...
+
+
+def no_description(config: str) -> str:
+    return ""
+
+
+def keep_row(row: Doc, config: str) -> Doc:
+    return row
+
+
+def choice_requests(prefix: str, query: str, choices: Sequence[str], group: str | None = None) -> list[Request]:
+    # v1 MultipleChoiceTask: one loglikelihood per choice, the choice with ONE leading space
+    # (" A" and "A" are different tokens).
+    return [Request(prefix + query, " " + c, group=group) for c in choices]
+
+
+def multiple_choice_metrics(lls: Sequence[float], choices: Sequence[str], gold: int) -> dict[str, float]:
+    """v1 acc and acc_norm; acc_norm divides by the choice's length in characters (not tokens, not bytes)."""
+    lls_arr = np.array(lls, dtype=np.float64)
+    completion_len = np.array([float(len(c)) for c in choices])
+    return {
+        "acc": 1.0 if int(np.argmax(lls_arr)) == gold else 0.0,
+        "acc_norm": 1.0 if int(np.argmax(lls_arr / completion_len)) == gold else 0.0,
+    }

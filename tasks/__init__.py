@@ -1,0 +1,1 @@
+"""The six Open LLM Leaderboard v1 benchmarks: prompts and scoring hooks, one module each."""

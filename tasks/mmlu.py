@@ -1,0 +1,35 @@
+"""MMLU, 5-shot acc, one config per subject (spec leaderboard-v1.md §4; hendrycks_test.py @b281b09, VERSION 1)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from evalsuite.taskapi import Doc, Request, Scored, choice_requests, multiple_choice_metrics
+
+DESCRIPTION = "The following are multiple choice questions (with answers) about {subject}."
+LETTERS = ["A", "B", "C", "D"]
+
+__all__ = ["description", "process_doc", "shot", "requests", "score"]
+
+
+def description(config: str) -> str:
+    return DESCRIPTION.format(subject=config.replace("_", " "))
+
+
+def process_doc(row: Doc, config: str) -> Doc:
+    # The question is stripped, the choices are not (some end in spaces, and v1 kept them).
+    options = "".join(f"{letter}. {choice}\n" for letter, choice in zip(LETTERS, row["choices"], strict=False))
+    return {"query": f"{row['question'].strip()}\n{options}Answer:", "gold": int(row["answer"])}
+
+
+def shot(doc: Doc) -> str:
+    return doc["query"] + " " + LETTERS[doc["gold"]]
+
+
+def requests(doc: Doc, prefix: str) -> list[Request]:
+    # The choices scored are the letters; acc_norm equals acc since each has length 1.
+    return choice_requests(prefix, doc["query"], LETTERS)
+
+
+def score(doc: Doc, responses: Sequence[float]) -> Scored:
+    return Scored(multiple_choice_metrics(responses, LETTERS, doc["gold"]), {"gold": doc["gold"]})
