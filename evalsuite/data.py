@@ -8,11 +8,14 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from evalsuite.errors import ConfigError, DataError
 from evalsuite.fsio import atomic_write_bytes
 from evalsuite.specs import BenchmarkSpec
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 Row = dict[str, Any]
 
@@ -21,19 +24,19 @@ def _offline() -> bool:
     return any(os.environ.get(v, "").lower() in {"1", "true", "yes"} for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
 
 
-def check_columns(rows: Sequence[Row], columns: Iterable[str], where: str) -> None:
-    if not rows:
+def check_columns(table: pa.Table, columns: Iterable[str], where: str) -> None:
+    if table.num_rows == 0:
         raise DataError(f"{where}: holds no rows; write the split's rows into it")
-    missing = [c for c in columns if c not in rows[0]]
+    missing = [c for c in columns if c not in table.column_names]
     if missing:
         raise DataError(
-            f"{where}: missing column(s) {', '.join(missing)} (has {', '.join(rows[0])}); "
+            f"{where}: missing column(s) {', '.join(missing)} (has {', '.join(table.column_names)}); "
             "the file must keep the Hub dataset's own columns"
         )
 
 
 class DataSource(Protocol):
-    def rows(self, dataset: str, config: str, split: str) -> list[Row]: ...
+    def table(self, dataset: str, config: str, split: str) -> pa.Table: ...
     def describe(self) -> str: ...
 
 
@@ -50,7 +53,7 @@ class LocalDirSource:
     def path(self, dataset: str, config: str, split: str) -> Path:
         return Path(self.root) / dataset / config / f"{split}.parquet"
 
-    def rows(self, dataset: str, config: str, split: str) -> list[Row]:
+    def table(self, dataset: str, config: str, split: str) -> pa.Table:
         import pyarrow.parquet as pq
 
         path = self.path(dataset, config, split)
@@ -60,10 +63,9 @@ class LocalDirSource:
                 "there (write it with `evalsuite data pull DIR`)"
             )
         try:
-            rows: list[Row] = pq.read_table(path).to_pylist()
+            return pq.read_table(path)
         except Exception as exc:
             raise DataError(f"{path}: not a readable parquet file ({exc}); rewrite it") from exc
-        return rows
 
     def describe(self) -> str:
         return f"dir:{Path(self.root).resolve()}"
@@ -73,7 +75,7 @@ class LocalDirSource:
 class HubSource:
     """The Hub datasets, through `datasets.load_dataset`."""
 
-    def rows(self, dataset: str, config: str, split: str) -> list[Row]:
+    def table(self, dataset: str, config: str, split: str) -> pa.Table:
         if _offline():
             raise ConfigError(
                 "HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set and no data dir was given; "
@@ -85,7 +87,8 @@ class HubSource:
             ds = datasets.load_dataset(dataset, config, split=split)
         except Exception as exc:
             raise DataError(f"{dataset} config {config!r} split {split!r}: could not load from the Hub ({exc})") from exc
-        return [dict(r) for r in ds]
+        # The Arrow table itself, so that `data pull` keeps the Hub's column types exactly.
+        return ds.data.table
 
     def describe(self) -> str:
         return "hub"
@@ -95,24 +98,27 @@ def source_for(data_dir: str | Path | None) -> DataSource:
     return LocalDirSource(Path(data_dir)) if data_dir else HubSource()
 
 
+def load_table(source: DataSource, spec: BenchmarkSpec, config: str, split: str) -> pa.Table:
+    table = source.table(spec.dataset, config, split)
+    check_columns(table, spec.columns, f"{spec.dataset}/{config}/{split}")
+    return table
+
+
 def load_rows(source: DataSource, spec: BenchmarkSpec, config: str, split: str) -> list[Row]:
-    rows = source.rows(spec.dataset, config, split)
-    check_columns(rows, spec.columns, f"{spec.dataset}/{config}/{split}")
+    rows: list[Row] = load_table(source, spec, config, split).to_pylist()
     return rows
 
 
 def pull(dest: Path, specs: Sequence[BenchmarkSpec], source: DataSource, progress: bool = True) -> list[Path]:
     """Copy every split the benchmarks read from `source` into `dest` in the offline layout."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
 
     jobs = [(spec, config, split) for spec in specs for config in spec.configs for split in spec.splits()]
     written = []
     for spec, config, split in tqdm(jobs, desc="data pull", unit="split", disable=not progress):
-        rows = load_rows(source, spec, config, split)
         buf = io.BytesIO()
-        pq.write_table(pa.Table.from_pylist(rows), buf)
+        pq.write_table(load_table(source, spec, config, split), buf)
         target = Path(dest) / spec.dataset / config / f"{split}.parquet"
         atomic_write_bytes(target, buf.getvalue())
         written.append(target)

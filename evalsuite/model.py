@@ -130,13 +130,22 @@ def load_model(opts: ModelOptions) -> tuple[Any, Any, ModelInfo]:
 
 def make_lm(model: Any, tokenizer: Any, info: ModelInfo) -> LM:
     """lm-eval's HF model class, set up as v1 ran: no BOS, batch 1 by default, v1's max length."""
+    import logging
+
     from lm_eval.models.huggingface import HFLM
 
-    return HFLM(
-        pretrained=model,
-        tokenizer=tokenizer,
-        backend="causal",
-        batch_size=info.batch_size or 1,
-        max_length=info.max_length,
-        add_bos_token=False,  # v1 never added a BOS token; lm-eval >= 0.4.9.2 would for Llama tokenizers
-    )
+    # HFLM warns that a pre-loaded model ignores its loading options: intended, we load it ourselves.
+    lm_eval_logger = logging.getLogger("lm_eval")
+    level = lm_eval_logger.level
+    lm_eval_logger.setLevel(logging.ERROR)
+    try:
+        return HFLM(
+            pretrained=model,
+            tokenizer=tokenizer,
+            backend="causal",
+            batch_size=info.batch_size or 1,
+            max_length=info.max_length,
+            add_bos_token=False,  # v1 never added a BOS token; lm-eval >= 0.4.9.2 would for Llama tokenizers
+        )
+    finally:
+        lm_eval_logger.setLevel(level)
