@@ -44,14 +44,25 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
         help="smoke run: a tiny random MoE on the synthetic sample data shipped with evalsuite (offline)",
     )
     p.add_argument("--revision", help="model revision on the Hub (branch, tag or commit); recorded in results")
-    p.add_argument("--dtype", default="auto", help="auto (config dtype on GPU, float32 on CPU), float32, bfloat16, float16")
-    p.add_argument("--device", default="auto", help="auto (all visible GPUs via accelerate, else CPU), cpu, cuda, cuda:N")
+    p.add_argument(
+        "--dtype", default="auto", help="auto (config dtype on GPU, float32 on CPU), float32, bfloat16, float16"
+    )
+    p.add_argument(
+        "--device", default="auto", help="auto (all visible GPUs via accelerate, else CPU), cpu, cuda, cuda:N"
+    )
     p.add_argument("--batch-size", type=_positive_int, default=1, help="1 (default) reproduces v1 exactly")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the Hub (off by default)")
+    p.add_argument(
+        "--trust-remote-code", action="store_true", help="allow custom model code from the Hub (off by default)"
+    )
+    p.add_argument("--threads", type=_positive_int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--data-dir", help="read datasets offline from DIR/<owner>/<name>/<config>/<split>.parquet")
-    p.add_argument("--output-dir", help="where to write the run (default results/<model>/<UTC timestamp>/); must not exist")
+    p.add_argument(
+        "--output-dir", help="where to write the run (default results/<model>/<UTC timestamp>/); must not exist"
+    )
     p.add_argument("--benchmarks", help=f"comma-separated subset of: {','.join(BENCHMARK_NAMES)} (default: all)")
-    p.add_argument("--limit", type=_positive_int, help="first N docs per task after the v1 shuffle (marked as a smoke run)")
+    p.add_argument(
+        "--limit", type=_positive_int, help="first N docs per task after the v1 shuffle (marked as a smoke run)"
+    )
     p.add_argument("--no-router-stats", dest="router_stats", action="store_false", help="skip MoE router statistics")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.set_defaults(func=cmd_run)
@@ -69,6 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         trust_remote_code=args.trust_remote_code,
+        threads=args.threads,
         router_stats=args.router_stats,
         progress=args.progress,
     )

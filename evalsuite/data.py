@@ -86,7 +86,9 @@ class HubSource:
         try:
             ds = datasets.load_dataset(dataset, config, split=split)
         except Exception as exc:
-            raise DataError(f"{dataset} config {config!r} split {split!r}: could not load from the Hub ({exc})") from exc
+            raise DataError(
+                f"{dataset} config {config!r} split {split!r}: could not load from the Hub ({exc})"
+            ) from exc
         # The Arrow table itself, so that `data pull` keeps the Hub's column types exactly.
         return ds.data.table
 

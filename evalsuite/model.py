@@ -6,7 +6,6 @@ generate_until); `load_lm` is the one place that decides which `LM` that is.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,8 +29,11 @@ class ModelOptions:
     device: str = "auto"  # auto: all visible GPUs (device_map="auto"), else CPU
     batch_size: int = 1  # 1 reproduces v1 numerics exactly (no padding)
     trust_remote_code: bool = False
+    threads: int | None = None  # torch intra-op CPU threads; None: torch's default
 
     def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads {self.threads} must be a positive integer")
         if self.dtype not in DTYPES:
             raise ConfigError(f"--dtype {self.dtype!r} is not supported; use one of {', '.join(DTYPES)}")
         if self.batch_size < 1:
@@ -103,6 +105,10 @@ def load_model(opts: ModelOptions) -> tuple[Any, Any, ModelInfo]:
 
     path, commit = resolve_model_dir(opts)
     device_map, on_gpu = _placement(opts.device)
+    if opts.threads is not None:
+        import torch
+
+        torch.set_num_threads(opts.threads)
     try:
         config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=opts.trust_remote_code)
     except Exception as exc:

@@ -36,6 +36,7 @@ class RunOptions:
     device: str = "auto"
     batch_size: int = 1
     trust_remote_code: bool = False
+    threads: int | None = None
     router_stats: bool = True
     progress: bool = True
     smoke: bool = False  # set for the embedded demo
@@ -68,7 +69,7 @@ def run(opts: RunOptions) -> Path:
     started = datetime.now(UTC)
     specs = select(opts.benchmarks)
     model_opts = ModelOptions(
-        opts.model, opts.revision, opts.dtype, opts.device, opts.batch_size, opts.trust_remote_code
+        opts.model, opts.revision, opts.dtype, opts.device, opts.batch_size, opts.trust_remote_code, opts.threads
     )
     out = Path(opts.output_dir) if opts.output_dir else default_output_dir(opts.model)
     check_output_dir(out)
@@ -109,4 +110,3 @@ def run(opts: RunOptions) -> Path:
         atomic_write_text(stage / "metrics.md", card.render_metrics_table(result))
         atomic_write_json(stage / RESULTS_FILE, result.to_dict())  # last: marks the run complete
     return out
-

@@ -11,8 +11,9 @@ import contextlib
 import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ContextManager
+from typing import TYPE_CHECKING, Any
 
 from evalsuite.data import DataSource, load_rows
 from evalsuite.fewshot import context_prefix, v1_schedule
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 # enough for a smooth progress bar.
 CHUNK_PER_BATCH = 32
 
-Observer = Callable[[str], ContextManager[Any]]
+Observer = Callable[[str], AbstractContextManager[Any]]
 
 
 @dataclass(frozen=True)
@@ -127,14 +128,10 @@ def aggregate(spec: BenchmarkSpec, docs: Sequence[DocRecord]) -> BenchmarkScore:
     for d in docs:
         by_config[d.subject].append(d)
     metric_names = list(docs[0].metrics)
-    per_config = {
-        cfg: {m: _mean([d.metrics[m] for d in ds]) for m in metric_names} for cfg, ds in by_config.items()
-    }
+    per_config = {cfg: {m: _mean([d.metrics[m] for d in ds]) for m in metric_names} for cfg, ds in by_config.items()}
     metrics = {m: _mean([pc[m] for pc in per_config.values()]) for m in metric_names}
     errors = [_stderr([d.metrics[spec.metric] for d in ds]) for ds in by_config.values()]
-    stderr = (
-        None if any(e is None for e in errors) else math.sqrt(math.fsum(e * e for e in errors if e)) / len(errors)
-    )
+    stderr = None if any(e is None for e in errors) else math.sqrt(math.fsum(e * e for e in errors if e)) / len(errors)
     subscores = {str(cfg): pc[spec.metric] for cfg, pc in per_config.items()} if len(spec.configs) > 1 else {}
     return BenchmarkScore(
         benchmark=spec.name,
@@ -176,9 +173,9 @@ def evaluate(
     for spec in specs:
         items = prepared[spec.name]
         flat = [req for item in items for req in item.requests]
-        with tqdm(total=len(flat), desc=f"{spec.name:<10}", unit="req", disable=not progress) as bar:
-            with observer(spec.name):
-                responses = answer(lm, flat, batch_size, bar)
+        bar = tqdm(total=len(flat), desc=f"{spec.name:<10}", unit="req", disable=not progress)
+        with bar, observer(spec.name):
+            responses = answer(lm, flat, batch_size, bar)
         records, pos = [], 0
         for item in items:
             n = len(item.requests)

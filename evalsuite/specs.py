@@ -157,9 +157,7 @@ def get_spec(name: str) -> BenchmarkSpec:
     try:
         return BY_NAME[name]
     except KeyError:
-        raise ConfigError(
-            f"unknown benchmark {name!r}; valid benchmarks are: {', '.join(BENCHMARK_NAMES)}"
-        ) from None
+        raise ConfigError(f"unknown benchmark {name!r}; valid benchmarks are: {', '.join(BENCHMARK_NAMES)}") from None
 
 
 def select(names: str | None) -> tuple[BenchmarkSpec, ...]:
