@@ -10,10 +10,26 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from evalsuite import __version__
 from evalsuite.errors import EvalsuiteError
 from evalsuite.specs import BENCHMARK_NAMES
+
+
+class UsageError(EvalsuiteError):
+    """Bad command-line usage (unknown option, a value of the wrong type)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one `error:` line (exit 2) instead of a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}; see `{self.prog} --help`")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 def _positive_int(text: str) -> int:
@@ -143,7 +159,7 @@ def add_router_command(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="evalsuite",
         description="Reproduce Open LLM Leaderboard v1 scores, write model cards, compare merges.",
     )
@@ -159,11 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args) or 0)
     except EvalsuiteError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted; no run directory was written", file=sys.stderr)
@@ -171,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         if os.environ.get("EVALSUITE_DEBUG"):
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 1
 
 

@@ -99,6 +99,11 @@ def _placement(device: str) -> tuple[Any, bool]:
     raise ConfigError(f"--device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
 
 
+def _reason(exc: Exception) -> str:
+    """The exception in one line (transformers' messages span several), for a one-line CLI error."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
 def load_model(opts: ModelOptions) -> tuple[Any, Any, ModelInfo]:
     """Load the transformers model and tokenizer; returns them with the ModelInfo to record."""
     import transformers
@@ -112,12 +117,27 @@ def load_model(opts: ModelOptions) -> tuple[Any, Any, ModelInfo]:
     try:
         config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=opts.trust_remote_code)
     except Exception as exc:
-        raise ModelError(f"model dir {path}: config.json could not be read ({exc})") from exc
+        raise ModelError(
+            f"model dir {path}: config.json could not be read ({_reason(exc)}); fix or replace it"
+        ) from exc
     dtype = _torch_dtype(opts.dtype, config, on_gpu)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=opts.trust_remote_code)
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, device_map=device_map, trust_remote_code=opts.trust_remote_code
-    )
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=opts.trust_remote_code)
+    except Exception as exc:
+        raise ModelError(
+            f"model dir {path}: the tokenizer could not be loaded ({_reason(exc)}); "
+            "the directory needs the model's tokenizer files (e.g. tokenizer.json and tokenizer_config.json)"
+        ) from exc
+    try:
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, device_map=device_map, trust_remote_code=opts.trust_remote_code
+        )
+    except Exception as exc:
+        raise ModelError(
+            f"model dir {path}: the weights could not be loaded ({_reason(exc)}); "
+            "check that the directory holds the model's weights (model.safetensors or shards plus index) "
+            "and that they fit on --device"
+        ) from exc
     model.eval()
     devices = sorted({str(d) for d in getattr(model, "hf_device_map", {}).values()} or {str(model.device)})
     info = ModelInfo(

@@ -6,6 +6,7 @@ the end; a directory with `results.json` is a complete run.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from evalsuite.errors import OutputExistsError
+from evalsuite.errors import ConfigError, OutputExistsError
 
 RESULTS_ROOT = Path("results")
 
@@ -43,6 +44,15 @@ def check_output_dir(path: Path) -> None:
         raise OutputExistsError(
             f"--output-dir {path}: already exists and is not empty (it may hold an earlier run); "
             "choose a new directory or leave --output-dir unset for results/<model>/<timestamp>"
+        )
+    # Checked up front so that an unusable location fails before the model time, not after it.
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"--output-dir {path}: cannot be created, {ancestor} is not a writable directory; "
+            "choose a location you can write to"
         )
 
 

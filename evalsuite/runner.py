@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from evalsuite.data import DataSource, load_rows
+from evalsuite.errors import DataError
 from evalsuite.fewshot import context_prefix, v1_schedule
 from evalsuite.results import BenchmarkScore, DocRecord, RequestRecord
 from evalsuite.specs import BenchmarkSpec
@@ -45,15 +46,37 @@ class BenchmarkOutcome:
     docs: tuple[DocRecord, ...]
 
 
+_ROW_ERRORS = (KeyError, ValueError, TypeError, IndexError, AttributeError)
+
+
+def _process(spec: BenchmarkSpec, source: DataSource, config: str, split: str) -> list[Doc]:
+    """The split's rows through the task's process_doc; a malformed row is a one-line DataError."""
+    docs = []
+    for i, row in enumerate(load_rows(source, spec, config, split)):
+        try:
+            docs.append(spec.task.process_doc(row, config))
+        except _ROW_ERRORS as exc:
+            raise DataError(
+                f"{spec.dataset}/{config}/{split} row {i}: malformed ({type(exc).__name__}: {exc}); "
+                "the rows must follow the Hub dataset's schema"
+            ) from exc
+    return docs
+
+
 def prepare(spec: BenchmarkSpec, source: DataSource, limit: int | None = None) -> list[PreparedDoc]:
     """Every document's requests, in v1's evaluation order (per config: shuffled, shots drawn)."""
     task = spec.task
     prepared = []
     for config in spec.configs:
-        docs = [task.process_doc(r, config) for r in load_rows(source, spec, config, spec.eval_split)]
+        docs = _process(spec, source, config, spec.eval_split)
         pool: list[Doc] = []
         if spec.num_fewshot and spec.fewshot_split:
-            pool = [task.process_doc(r, config) for r in load_rows(source, spec, config, spec.fewshot_split)]
+            pool = _process(spec, source, config, spec.fewshot_split)
+            if len(pool) < spec.num_fewshot:
+                raise DataError(
+                    f"{spec.dataset}/{config}/{spec.fewshot_split}: has {len(pool)} rows, but {spec.name} is "
+                    f"{spec.num_fewshot}-shot and draws {spec.num_fewshot} per document; give the full split"
+                )
         description = task.description(config)
         for item in v1_schedule(len(docs), len(pool), spec.num_fewshot, spec.sampling, limit):
             prefix = context_prefix(description, [task.shot(pool[i]) for i in item.shot_ids])

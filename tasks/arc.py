@@ -17,6 +17,8 @@ __all__ = ["description", "process_doc", "shot", "requests", "score"]
 
 def process_doc(row: Doc, config: str) -> Doc:
     key = NUMERIC_KEYS.get(row["answerKey"], row["answerKey"])
+    if key not in LETTERS:
+        raise ValueError(f"answerKey {row['answerKey']!r} is not one of A-E or 1-5")
     return {
         "query": QUERY.format(question=row["question"]),
         "choices": list(row["choices"]["text"]),

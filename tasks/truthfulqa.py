@@ -30,6 +30,8 @@ __all__ = ["description", "process_doc", "shot", "requests", "score", "mc2"]
 
 
 def process_doc(row: Doc, config: str) -> Doc:
+    if 0 not in row["mc2_targets"]["labels"]:
+        raise ValueError("mc2_targets.labels has no 0 (false) label; mc2 needs at least one")
     return {
         "query": QUERY.format(question=row["question"]),
         "mc1_choices": list(row["mc1_targets"]["choices"]),

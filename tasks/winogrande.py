@@ -11,13 +11,20 @@ from collections.abc import Sequence
 import numpy as np
 
 from evalsuite.taskapi import Doc, Request, Scored
-from evalsuite.taskapi import keep_row as process_doc
 from evalsuite.taskapi import no_description as description
 
 SHOT_SEPARATOR = "\n\n"
 ANSWER_TO_GOLD = {"1": 0, "2": 1}
 
 __all__ = ["description", "process_doc", "shot", "requests", "score", "partial_context", "partial_target"]
+
+
+def process_doc(row: Doc, config: str) -> Doc:
+    if "_" not in row["sentence"]:
+        raise ValueError(f"sentence {row['sentence']!r} has no '_' blank")
+    if row["answer"] not in ANSWER_TO_GOLD:
+        raise ValueError(f"answer {row['answer']!r} is not '1' or '2'")
+    return row
 
 
 def partial_context(doc: Doc, option: str) -> str:
