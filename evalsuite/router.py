@@ -1,14 +1,602 @@
-"""MoE router statistics (placeholder until the router-statistics module lands)."""
+"""MoE router statistics: which experts each benchmark's tokens are routed to, recorded during `evalsuite run`.
+
+Forward hooks on every router count, per benchmark, layer and expert, the token positions that picked
+the expert among their top-k (`tokens`), as their top-1 (`top1_tokens`), and the sum of the routing
+weights it got (`weight_sum`). The weight is the one the model multiplies the expert's output by: the
+router's own top-k weights (Mixtral: softmax over all experts, top-k, renormalised over the k picks, so
+a position's k weights sum to 1). Every position is counted once per forward pass it is fed in; padding
+(lm-eval right-pads loglikelihood batches without a mask, left-pads generation batches with one) and the
+steps batched generation still runs for sequences that have already stopped are not counted, so the
+counts do not depend on the batch size. Counts stay on the device of each router (one batched update
+per forward pass for all its layers) and reach the host once per benchmark.
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
+import json
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any
+
+from evalsuite.errors import RunDirError
+from evalsuite.fsio import atomic_write_bytes
+
+ROUTER_FILE = "router_stats.parquet"
+COLUMNS = ("benchmark", "layer", "expert", "tokens", "top1_tokens", "weight_sum")
+# A layer is flagged `collapsed` when one expert is the top-1 pick of more than this share of positions.
+COLLAPSE_THRESHOLD = 0.9
+
+# Config keys that declare routed experts / experts per token, across MoE families (Mixtral, Qwen-MoE,
+# OLMoE, DeepSeek, Hunyuan, ...); the first one present wins.
+EXPERT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
+TOP_K_KEYS = ("num_experts_per_tok", "moe_topk", "moe_top_k", "num_selected_experts", "top_k")
+# Names a router module has inside its MoE block, for models that do not declare their router class.
+ROUTER_NAMES = ("gate", "router")
+
+
+# --- detection -----------------------------------------------------------------------------------
+
+
+def _configs(model: Any) -> list[Any]:
+    config = getattr(model, "config", None)
+    if config is None:
+        return []
+    text = config.get_text_config() if callable(getattr(config, "get_text_config", None)) else config
+    return [config] if text is config else [config, text]
+
+
+def _config_int(model: Any, keys: Sequence[str]) -> int | None:
+    for config in _configs(model):
+        for key in keys:
+            value = getattr(config, key, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
+
+
+def declared_experts(model: Any) -> int | None:
+    """The number of routed experts per MoE layer the model's config declares (None: a dense model)."""
+    n = _config_int(model, EXPERT_KEYS)
+    return n if n and n > 1 else None
+
+
+@dataclass(frozen=True)
+class Router:
+    name: str  # module path, e.g. "model.layers.3.mlp.gate"
+    module: Any
+    layer: int
+    logits_index: int = 0  # where its output holds the router logits (a bare tensor: the logits)
+
+
+def _declared_router_specs(model: Any) -> list[tuple[type, int, str | None]]:
+    """(router class, index of the logits in its output, layer name) from transformers' `_can_record_outputs`."""
+    specs: list[tuple[type, int, str | None]] = []
+    for module in model.modules():
+        declared: Any = (getattr(type(module), "_can_record_outputs", None) or {}).get("router_logits")
+        for spec in declared if isinstance(declared, list) else [declared]:
+            if isinstance(spec, type):
+                specs.append((spec, 1, None))  # transformers' default index for a bare class
+            elif isinstance(getattr(spec, "target_class", None), type):
+                specs.append((spec.target_class, int(spec.index or 0), spec.layer_name))
+    return specs
+
+
+def _layer_numbers(names: Sequence[str]) -> list[int]:
+    """The decoder layer each router sits in: the first number in its path, else its position."""
+    numbers = []
+    for name in names:
+        found = next((int(part) for part in name.split(".") if part.isdigit()), None)
+        numbers.append(found)
+    if None in numbers or len(set(numbers)) != len(numbers):
+        return list(range(len(names)))
+    return [n for n in numbers if n is not None]
+
+
+def find_routers(model: Any) -> list[Router]:
+    """The router modules, found from the model's declared router class, else by structure: a `gate`
+    or `router` submodule of a block that also holds `experts`. Never from the model's name."""
+    found: list[tuple[str, Any, int]] = []
+    specs = _declared_router_specs(model)
+    if specs:
+        for name, module in model.named_modules():
+            for cls, index, layer_name in specs:
+                if isinstance(module, cls) and (layer_name is None or f".{layer_name.strip('.')}." in f".{name}."):
+                    found.append((name, module, index))
+                    break
+    else:
+        for name, module in model.named_modules():
+            for attr in ROUTER_NAMES:
+                child = getattr(module, attr, None)
+                if hasattr(module, "experts") and child is not None and hasattr(child, "forward"):
+                    found.append((f"{name}.{attr}" if name else attr, child, 0))
+    layers = _layer_numbers([name for name, _, _ in found])
+    return [Router(name, module, layer, index) for (name, module, index), layer in zip(found, layers, strict=True)]
 
 
 def is_moe(model: Any) -> bool:
-    return False
+    """True when the config declares experts and the router modules are found."""
+    experts = declared_experts(model)
+    if experts is None:
+        return False
+    if not find_routers(model):
+        warnings.warn(
+            f"the config declares {experts} experts but no router module was recognised in "
+            f"{type(model).__name__}; router statistics are skipped",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return False
+    return True
 
 
-class RouterRecorder:  # pragma: no cover - replaced by the real implementation
+# --- recording -----------------------------------------------------------------------------------
+
+
+class _Totals:
+    """Running counts of every layer on one device, for the current benchmark: (layers x (E + 1),)
+    vectors indexed by layer slot * (E + 1) + expert. Kept on the device, so counting never waits for it."""
+
+    def __init__(self, slots: int, num_experts: int, device: Any) -> None:
+        import torch
+
+        # One spare slot per layer: an index past the last expert (an expert-parallel sentinel) lands
+        # there instead of failing the evaluation.
+        self.width = num_experts + 1
+        self.tokens = torch.zeros(slots * self.width, dtype=torch.int64, device=device)
+        self.top1 = torch.zeros_like(self.tokens)
+        wdtype = torch.float32 if torch.device(device).type == "mps" else torch.float64
+        self.weight = torch.zeros(slots * self.width, dtype=wdtype, device=device)
+        self._offsets: dict[tuple[int, ...], Any] = {}
+
+    def add(self, slots: tuple[int, ...], index: Any, weight: Any, real: Any | None) -> None:
+        """index, weight: (layers, positions, k) for the layer slots given; real: (positions,) bool,
+        None when every position is real. A dozen tensor ops per forward pass, whatever the depth."""
+        import torch
+
+        offsets = self._offsets.get(slots)
+        if offsets is None:  # made once: a host-to-device copy per forward pass would stall it
+            offsets = torch.tensor(slots, device=self.tokens.device)[:, None, None] * self.width
+            self._offsets[slots] = offsets
+        index = index.clamp(0, self.width - 1)
+        top1 = index.gather(2, weight.argmax(dim=2, keepdim=True)) + offsets
+        index = index + offsets
+        weight = weight.to(self.weight.dtype)
+        if real is None:
+            ones = top1.new_ones(top1.shape)
+        else:
+            ones = real.to(self.tokens.dtype)[None, :, None].expand(top1.shape)
+            weight = weight.masked_fill(~real[None, :, None], 0.0)  # not a product: pad rows may be NaN
+        self.tokens.index_add_(0, index.reshape(-1), ones.expand(index.shape).reshape(-1))
+        self.top1.index_add_(0, top1.reshape(-1), ones.reshape(-1))
+        self.weight.index_add_(0, index.reshape(-1), weight.reshape(-1))
+
+    def to_host(self) -> list[tuple[list[int], list[int], list[float]]]:
+        """Per layer slot: (tokens, top1_tokens, weight_sum) per expert, without the spare slot."""
+        tokens, top1, weight = self.tokens.tolist(), self.top1.tolist(), self.weight.tolist()
+        cut = [slice(start, start + self.width - 1) for start in range(0, len(tokens), self.width)]
+        return [(tokens[part], top1[part], weight[part]) for part in cut]
+
+
+def _plus(a: list[Any], b: list[Any]) -> list[Any]:
+    return [x + y for x, y in zip(a, b, strict=True)]
+
+
+class RouterRecorder:
+    """Hooks the routers of `model`; `with recorder.track(benchmark):` counts the routing of that
+    benchmark's forward passes; `write(run_dir)` saves them and returns the summary for results.json."""
+
     def __init__(self, model: Any) -> None:
-        raise NotImplementedError
+        self.model = model
+        self.routers = find_routers(model)
+        experts = declared_experts(model)
+        if not self.routers or experts is None:
+            raise ValueError(f"{type(model).__name__}: not an MoE model (check router.is_moe first)")
+        self.num_experts = experts
+        self.top_k = _config_int(model, TOP_K_KEYS) or getattr(self.routers[0].module, "top_k", None)
+        norm = [getattr(c, "norm_topk_prob", None) for c in _configs(model)]
+        self._renormalise = next((bool(v) for v in norm if v is not None), True)
+        self._benchmark: str | None = None
+        self._live: dict[Any, _Totals] = {}  # by device
+        self._pending: list[tuple[int, Any, Any]] = []  # (router slot, index, weight) of the running forward
+        self._done: dict[str, dict[int, tuple[list[int], list[int], list[float]]]] = {}
+        self._real: Any = None  # (positions,) bool of the current forward pass; None: all real
+        self._real_on: dict[Any, Any] = {}
+        self._padded: tuple[Any, list[int], str] | None = None
+        self._finished: Any = None
+        self._warned: set[str] = set()
+        self._handles = [model.register_forward_pre_hook(self._before_forward, with_kwargs=True)]
+        self._handles.append(model.register_forward_hook(self._after_forward))
+        self._handles += [
+            r.module.register_forward_hook(partial(self._on_route, i)) for i, r in enumerate(self.routers)
+        ]
+
+    # The benchmark context: also where the padding of lm-eval's batches becomes known.
+
+    @contextlib.contextmanager
+    def track(self, benchmark: str) -> Iterator[None]:
+        if self._benchmark is not None:
+            raise RuntimeError(f"router statistics: {benchmark!r} started while {self._benchmark!r} is running")
+        self._benchmark = benchmark
+        try:
+            with self._padding_lengths(), self._generation_stops():
+                yield
+        finally:
+            self._flush(benchmark)
+            self._benchmark = None
+            self._real, self._real_on, self._padded, self._finished = None, {}, None, None
+
+    @contextlib.contextmanager
+    def _padding_lengths(self) -> Iterator[None]:
+        """lm-eval right-pads loglikelihood batches with token 0 and passes no attention mask; the
+        lengths are only known to its `pad_and_concat`, so record them there while a benchmark runs."""
+        try:
+            import lm_eval.models.huggingface as hf
+        except ImportError:  # another backend: only attention masks tell padding apart
+            yield
+            return
+        original = hf.pad_and_concat
+
+        def recording(max_length: int, tensors: list[Any], padding_side: str = "right") -> Any:
+            lengths = [int(t.shape[-1]) for t in tensors]  # before: it pads the list in place
+            batch = original(max_length, tensors, padding_side)
+            self._padded = (batch, lengths, padding_side)
+            return batch
+
+        hf.pad_and_concat = recording
+        try:
+            yield
+        finally:
+            hf.pad_and_concat = original
+
+    @contextlib.contextmanager
+    def _generation_stops(self) -> Iterator[None]:
+        """Batched `generate` keeps feeding sequences that have stopped until the last one stops; watch
+        its stopping criteria so those steps are not counted (batch size 1 never runs them)."""
+        cls_method = getattr(type(self.model), "_get_stopping_criteria", None)
+        if cls_method is None:
+            yield
+            return
+        from transformers import StoppingCriteriaList
+
+        on_done = self._on_stop
+
+        class Watched(StoppingCriteriaList):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                done = super().__call__(input_ids, scores, **kwargs)
+                on_done(done)
+                return done
+
+        def stopping_criteria(*args: Any, **kwargs: Any) -> Any:
+            self._finished = None  # a new generate call
+            return Watched(cls_method(self.model, *args, **kwargs))
+
+        self.model._get_stopping_criteria = stopping_criteria
+        try:
+            yield
+        finally:
+            vars(self.model).pop("_get_stopping_criteria", None)
+
+    def _on_stop(self, done: Any) -> None:
+        self._finished = done if self._finished is None else self._finished | done
+
+    # Hooks.
+
+    def _before_forward(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self._benchmark is None:
+            return
+        self._count_pending()  # routers that ran outside a forward of the whole model: no padding known
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None:
+            ids = kwargs.get("inputs_embeds")
+        self._real, self._real_on = None, {}
+        if ids is None or ids.dim() < 2:
+            return
+        import torch
+
+        batch, length = ids.shape[0], ids.shape[1]
+        real = None
+        mask = kwargs.get("attention_mask")
+        if self._padded is not None and self._padded[0] is ids:
+            _, lengths, side = self._padded
+            self._padded = None
+            n = torch.tensor(lengths, device=ids.device)[:, None]
+            pos = torch.arange(length, device=ids.device)[None, :]
+            real = pos < n if side == "right" else pos >= length - n
+        elif isinstance(mask, torch.Tensor) and mask.dim() == 2 and mask.shape[0] == batch and mask.shape[1] >= length:
+            real = mask[:, -length:].bool()  # with a KV cache the mask also covers the past positions
+        # Decode steps of `generate` carry the KV cache (`cache`; `past_key_values` before transformers 5).
+        decoding = kwargs.get("cache", kwargs.get("past_key_values")) is not None
+        if decoding and self._finished is not None and self._finished.shape[0] == batch:
+            running = ~self._finished.to(ids.device)[:, None].expand(batch, length)
+            real = running if real is None else real & running
+        self._real = None if real is None else real.reshape(-1)
+
+    def _after_forward(self, module: Any, args: Any, output: Any) -> None:
+        self._count_pending()
+        self._real, self._real_on = None, {}
+
+    def _on_route(self, slot: int, module: Any, args: Any, output: Any) -> None:
+        # Only keep the routing here: it is counted for all layers at once when the forward pass ends.
+        if self._benchmark is not None:
+            decoded = self._decode(self.routers[slot], output)
+            if decoded is not None:
+                self._pending.append((slot, *decoded))
+
+    def _count_pending(self) -> None:
+        import torch
+
+        groups: dict[tuple[Any, Any], list[tuple[int, Any, Any]]] = {}
+        for slot, index, weight in self._pending:  # one group per device (several with device_map="auto")
+            groups.setdefault((index.device, index.shape), []).append((slot, index, weight))
+        self._pending = []
+        for (device, shape), routed in groups.items():
+            weights = [w for _, _, w in routed]
+            if len({w.dtype for w in weights}) > 1:
+                weights = [w.float() for w in weights]
+            totals = self._live.get(device)
+            if totals is None:
+                totals = self._live[device] = _Totals(len(self.routers), self.num_experts, device)
+            totals.add(
+                tuple(slot for slot, _, _ in routed),
+                torch.stack([i for _, i, _ in routed]),
+                torch.stack(weights),
+                self._real_for(device, shape[0]),
+            )
+
+    def _real_for(self, device: Any, positions: int) -> Any:
+        if self._real is None:
+            return None
+        if self._real.shape[0] != positions:
+            self._warn_once(
+                "positions",
+                f"router statistics: {positions} routed positions for a batch of {self._real.shape[0]}; "
+                "padding cannot be told apart there, all positions are counted",
+            )
+            return None
+        if device not in self._real_on:
+            self._real_on[device] = self._real.to(device, non_blocking=True)
+        return self._real_on[device]
+
+    def _decode(self, router: Router, output: Any) -> tuple[Any, Any] | None:
+        """(top-k expert indices, their weights), each (positions, k), from a router's output."""
+        import torch
+
+        items = list(output) if isinstance(output, tuple | list) else [output]
+        at = [i for i, t in enumerate(items) if isinstance(t, torch.Tensor)]
+        idx_at = next((i for i in at if items[i].dim() == 2 and not items[i].is_floating_point()), None)
+        if idx_at is not None:
+            index = items[idx_at]
+            # The routers of transformers return (logits, top-k weights, top-k indices): take the
+            # weights next to the indices, never the logits (same shape when E == k).
+            candidates = [
+                i
+                for i in at
+                if i != router.logits_index and items[i].is_floating_point() and items[i].shape == index.shape
+            ]
+            if candidates:
+                return index, items[min(candidates, key=lambda i: abs(i - idx_at))]
+        # A router that returns only logits: route as Mixtral does (softmax, top-k, renormalise unless
+        # the config says norm_topk_prob=False).
+        logits = items[router.logits_index] if router.logits_index < len(items) else None
+        if not isinstance(logits, torch.Tensor) or logits.shape[-1] != self.num_experts or not self.top_k:
+            self._warn_once(router.name, f"router {router.name}: output not understood; its layer is not counted")
+            return None
+        probs = torch.softmax(logits.reshape(-1, self.num_experts).float(), dim=-1)
+        weight, index = torch.topk(probs, self.top_k, dim=-1)
+        if self._renormalise:
+            weight = weight / weight.sum(dim=-1, keepdim=True)
+        return index, weight
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+
+    def _flush(self, benchmark: str) -> None:
+        """Move the benchmark's counts to the host (the one wait for the device per benchmark) and add them up."""
+        self._count_pending()
+        done = self._done.setdefault(benchmark, {})
+        zeros = ([0] * self.num_experts, [0] * self.num_experts, [0.0] * self.num_experts)
+        on_devices = [totals.to_host() for totals in self._live.values()]
+        self._live.clear()
+        for slot, r in enumerate(self.routers):
+            tokens, top1, weight = done.get(r.layer, zeros)
+            for host in on_devices:  # a layer's counts sit on the device of its router
+                more_tokens, more_top1, more_weight = host[slot]
+                tokens, top1, weight = _plus(tokens, more_tokens), _plus(top1, more_top1), _plus(weight, more_weight)
+            done[r.layer] = (tokens, top1, weight)
+
+    # Output.
+
+    def frame(self) -> Any:
+        """The counts so far as a DataFrame with COLUMNS, one row per benchmark, layer and expert."""
+        import pandas as pd
+
+        rows = [
+            (benchmark, layer, expert, tokens[expert], top1[expert], weight[expert])
+            for benchmark, layers in self._done.items()
+            for layer, (tokens, top1, weight) in sorted(layers.items())
+            for expert in range(self.num_experts)
+        ]
+        frame = pd.DataFrame(rows, columns=list(COLUMNS))
+        return frame.astype(
+            {"layer": "int64", "expert": "int64", "tokens": "int64", "top1_tokens": "int64", "weight_sum": "float64"}
+        )
+
+    def write(self, run_dir: str | Path) -> dict[str, Any]:
+        """Write `router_stats.parquet` into `run_dir`; returns the summary stored in results.json."""
+        frame = self.frame()
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=False)
+        atomic_write_bytes(Path(run_dir) / ROUTER_FILE, buf.getvalue())
+        return {"file": ROUTER_FILE, **summarize(frame)}
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+# --- reading and summarising -----------------------------------------------------------------------
+
+
+def has_router_stats(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / ROUTER_FILE).is_file()
+
+
+def load_router_stats(run_dir: str | Path) -> Any:
+    """A run's router statistics as a DataFrame with COLUMNS; RunDirError when it has none."""
+    import pandas as pd
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: no such run directory; pass a directory written by `evalsuite run`")
+    path = run_dir / ROUTER_FILE
+    if not path.is_file():
+        raise RunDirError(
+            f"{run_dir}: has no router statistics ({ROUTER_FILE}); they are written for MoE models "
+            "unless the run used --no-router-stats"
+        )
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:
+        raise RunDirError(f"{path}: unreadable ({type(exc).__name__}: {exc}); re-run the evaluation") from exc
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    if missing:
+        raise RunDirError(f"{path}: lacks the columns {', '.join(missing)}; it was not written by evalsuite")
+    return frame[list(COLUMNS)]
+
+
+def _layer_summary(layer: int, tokens: Any, top1: Any) -> dict[str, Any]:
+    import numpy as np
+
+    experts = len(tokens)
+    positions = int(top1.sum())  # every position has exactly one top-1 expert
+    out: dict[str, Any] = {"layer": layer, "tokens": positions}
+    if positions == 0:
+        return {
+            **out,
+            "entropy": None,
+            "cv": None,
+            "most_used": None,
+            "least_used": None,
+            "unused": [],
+            "top1_max_share": None,
+            "collapsed": False,
+        }
+    share = tokens / tokens.sum()
+    nonzero = share[share > 0]
+    entropy = float(-(nonzero * np.log(nonzero)).sum() / math.log(experts))
+    top1_share = float(top1.max() / positions)
+    return {
+        **out,
+        "entropy": round(min(max(entropy, 0.0), 1.0), 6),  # 1: perfectly even load, 0: one expert
+        "cv": round(float(tokens.std() / tokens.mean()), 6),  # population std / mean of the loads
+        "most_used": int(tokens.argmax()),
+        "least_used": int(tokens.argmin()),
+        "unused": [int(e) for e in np.flatnonzero(tokens == 0)],
+        "top1_max_share": round(top1_share, 6),
+        "collapsed": top1_share > COLLAPSE_THRESHOLD,
+    }
+
+
+def summarize(frame: Any) -> dict[str, Any]:
+    """Per benchmark and layer: normalised entropy in [0, 1] and coefficient of variation of the
+    experts' loads (top-k assignments), the most and least used expert, never-used experts, and
+    `collapsed` when one expert takes more than COLLAPSE_THRESHOLD of the top-1 picks."""
+    import numpy as np
+
+    num_experts = int(frame["expert"].max()) + 1 if len(frame) else 0
+    benchmarks: dict[str, Any] = {}
+    ks = set()
+    for benchmark in dict.fromkeys(frame["benchmark"]):  # run order, not alphabetical
+        rows = frame[frame["benchmark"] == benchmark]
+        layers = []
+        for layer, part in rows.groupby("layer", sort=True):
+            tokens = np.zeros(num_experts, dtype=np.int64)
+            top1 = np.zeros(num_experts, dtype=np.int64)
+            tokens[part["expert"].to_numpy()] = part["tokens"].to_numpy()
+            top1[part["expert"].to_numpy()] = part["top1_tokens"].to_numpy()
+            if top1.sum():
+                ks.add(int(round(tokens.sum() / top1.sum())))
+            layers.append(_layer_summary(int(layer), tokens, top1))
+        benchmarks[str(benchmark)] = {"layers": layers}
+    return {
+        "collapse_threshold": COLLAPSE_THRESHOLD,
+        "top_k": ks.pop() if len(ks) == 1 else None,
+        "num_experts": num_experts,
+        "benchmarks": benchmarks,
+    }
+
+
+def plot_run(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
+    """PNG figures of a run's routing into out_dir: a layer x expert heatmap per benchmark, and one
+    figure contrasting the benchmarks (when there are several). [] for a run without router statistics."""
+    from evalsuite import router_plots
+
+    if not Path(run_dir).is_dir():
+        raise RunDirError(f"{run_dir}: no such run directory; pass a directory written by `evalsuite run`")
+    if not has_router_stats(run_dir):
+        return []
+    return router_plots.plot_frame(load_router_stats(run_dir), Path(out_dir), title=Path(run_dir).name)
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def render_summary(summary: dict[str, Any]) -> str:
+    """The summary as a plain-text table, one line per benchmark and layer."""
+    head = (
+        f"{summary['num_experts']} experts, top-{summary['top_k']}; collapsed: one expert is the top-1 "
+        f"pick of more than {summary['collapse_threshold']:.0%} of positions"
+    )
+    lines = [head, ""]
+    header = f"{'benchmark':<12} {'layer':>5} {'tokens':>9} {'entropy':>7} {'cv':>6} {'most':>4} {'least':>5} "
+    lines.append(header + f"{'top1 max':>8}  flags")
+    for benchmark, data in summary["benchmarks"].items():
+        for row in data["layers"]:
+            flags = (["COLLAPSED"] if row["collapsed"] else []) + (
+                [f"unused: {','.join(map(str, row['unused']))}"] if row["unused"] else []
+            )
+            lines.append(
+                f"{benchmark:<12} {row['layer']:>5} {row['tokens']:>9} {_fmt(row['entropy'], '.3f'):>7} "
+                f"{_fmt(row['cv'], '.3f'):>6} {_fmt(row['most_used'], 'd'):>4} {_fmt(row['least_used'], 'd'):>5} "
+                f"{_fmt(row['top1_max_share'], '.1%'):>8}  {' '.join(flags)}".rstrip()
+            )
+    return "\n".join(lines) + "\n"
+
+
+def cmd_router_stats(args: argparse.Namespace) -> int:
+    summary = summarize(load_router_stats(args.run))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(render_summary(summary), end="")
+    if args.plots:
+        for path in plot_run(args.run, args.plots):
+            print(f"wrote {path}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "router-stats",
+        help="print how an MoE model routed each benchmark's tokens to its experts",
+        description="Summarise the router statistics of a run: per benchmark and layer, load balance "
+        "(normalised entropy, coefficient of variation), most and least used expert, collapsed gates.",
+    )
+    p.add_argument("run", help="run directory written by `evalsuite run`")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--plots", metavar="DIR", help="also write the heatmaps (PNG) into DIR")
+    p.set_defaults(func=cmd_router_stats)

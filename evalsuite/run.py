@@ -80,7 +80,12 @@ def run(opts: RunOptions) -> Path:
     lm = make_lm(model, tokenizer, info)
     recorder = router.RouterRecorder(model) if opts.router_stats and router.is_moe(model) else None
     observer: Any = recorder.track if recorder else _no_observer
-    outcomes = evaluate(lm, specs, prepared, batch_size=opts.batch_size, progress=opts.progress, observer=observer)
+    try:
+        outcomes = evaluate(lm, specs, prepared, batch_size=opts.batch_size, progress=opts.progress, observer=observer)
+    except BaseException:
+        if recorder is not None:
+            recorder.close()
+        raise
 
     provenance = Provenance(
         evalsuite_version=__version__,

@@ -11,6 +11,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The test models are tiny: torch's intra-op threads only add synchronisation (5x slower on 2 cores).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 # A copy of ../shared/golden-v1 (reference outputs of the original v1 harness), kept in the repo so
