@@ -153,9 +153,9 @@ def add_compare_command(sub: argparse._SubParsersAction) -> None:
 
 
 def add_router_command(sub: argparse._SubParsersAction) -> None:
-    from evalsuite import router
+    from evalsuite import router_stats
 
-    router.add_parser(sub)
+    router_stats.add_parser(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
