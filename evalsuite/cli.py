@@ -166,10 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"evalsuite {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (add_run_command, add_data_command, add_card_command, add_compare_command, add_router_command):
-        try:
-            add(sub)
-        except (AttributeError, ImportError):  # TEMP: a module without its command yet
-            continue
+        add(sub)
     return parser
 
 
