@@ -319,9 +319,9 @@ def test_a_single_run_gets_its_table_and_figures_but_no_paired_test(two_runs, tm
 
 
 def test_negative_seed_is_refused_by_the_cli(two_runs, capsys):
-    with pytest.raises(SystemExit):
-        main(["compare", *map(str, two_runs), "--seed", "-1"])
-    assert "is not a seed" in capsys.readouterr().err
+    assert main(["compare", *map(str, two_runs), "--seed", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "is not a seed" in err and err.count("\n") == 1
 
 
 def test_find_runs_skips_earlier_comparisons(two_runs, tmp_path):
