@@ -32,13 +32,12 @@ def run_cli(*argv: str) -> int:
     return main(list(argv))
 
 
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A complete run directory: the reference tiny MoE on the reference data, 3 docs per task."""
-    out = tmp_path_factory.mktemp("runs") / "tiny-moe"
+def reference_run(tmp_path_factory: pytest.TempPathFactory, model: str) -> Path:
+    """A complete run directory of a reference tiny model on the reference data, 3 docs per task."""
+    out = tmp_path_factory.mktemp("runs") / model
     code = run_cli(
         "run",
-        "--model", str(GOLDEN / "models" / "tiny-moe"),
+        "--model", str(GOLDEN / "models" / model),
         "--data-dir", str(GOLDEN / "data"),
         "--limit", "3",
         "--output-dir", str(out),
@@ -46,19 +45,15 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )  # fmt: skip
     assert code == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference tiny MoE (with router statistics)."""
+    return reference_run(tmp_path_factory, "tiny-moe")
 
 
 @pytest.fixture(scope="session")
 def tiny_dense_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Like tiny_run, with the reference dense Llama (same docs, so runs can be compared pairwise)."""
-    out = tmp_path_factory.mktemp("runs") / "tiny-llama"
-    code = run_cli(
-        "run",
-        "--model", str(GOLDEN / "models" / "tiny-llama"),
-        "--data-dir", str(GOLDEN / "data"),
-        "--limit", "3",
-        "--output-dir", str(out),
-        "--no-progress",
-    )  # fmt: skip
-    assert code == 0
-    return out
+    """The reference dense Llama on the same documents as tiny_run, so the two compare pairwise."""
+    return reference_run(tmp_path_factory, "tiny-llama")

@@ -11,20 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import huggingface_hub  # noqa: F401  imported now, while conftest's HF_HUB_OFFLINE=1 holds: it reads it once
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli
+from synth import write_split
 
 VALID = ("arc", "hellaswag", "mmlu", "truthfulqa", "winogrande", "gsm8k")
-
-
-def write_split(root: Path, dataset: str, config: str, split: str, rows: list[dict[str, Any]]) -> Path:
-    path = root / dataset / config / f"{split}.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows), path)
-    return path
 
 
 def wg_rows(n: int) -> list[dict[str, Any]]:

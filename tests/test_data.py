@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -15,6 +14,7 @@ from evalsuite.data import HubSource, LocalDirSource, load_rows
 from evalsuite.errors import ConfigError, DataError
 from evalsuite.results import read_samples
 from evalsuite.specs import BY_NAME
+from synth import write_split
 
 ARC = BY_NAME["arc"]
 ARC_ROW = {
@@ -23,13 +23,6 @@ ARC_ROW = {
     "choices": {"text": ["Venus", "Mercury"], "label": ["A", "B"]},
     "answerKey": "B",
 }
-
-
-def write_split(root: Path, dataset: str, config: str, split: str, rows: list[dict[str, Any]]) -> Path:
-    path = root / dataset / config / f"{split}.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows), path)
-    return path
 
 
 def parquet_files(root: Path) -> set[str]:

@@ -13,22 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from evalsuite.data import LocalDirSource, load_rows
 from evalsuite.results import DocRecord
 from evalsuite.runner import aggregate, evaluate, prepare
 from evalsuite.specs import BY_NAME
+from synth import write_split
 
 MMLU_TWO = dataclasses.replace(BY_NAME["mmlu"], configs=("anatomy", "virology"))
-
-
-def write_split(root: Path, dataset: str, config: str, split: str, rows: list[dict[str, Any]]) -> None:
-    path = root / dataset / config / f"{split}.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows), path)
 
 
 def mmlu_row(subject: str, question: str, answer: int) -> dict[str, Any]:

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
-from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from evalsuite.data import LocalDirSource
 from evalsuite.runner import prepare
 from evalsuite.specs import BY_NAME
 from evalsuite.tasks import gsm8k
+from synth import v1_draws, write_split
 
 SPEC = BY_NAME["gsm8k"]
-
-
-def write_split(root: Path, dataset: str, config: str, split: str, rows: list[dict[str, Any]]) -> None:
-    path = root / dataset / config / f"{split}.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows), path)
-
-
-def v1_draws(eval_rows: list[Any], train_rows: list[Any], k: int) -> list[tuple[Any, list[Any]]]:
-    """§10.2: one Random(42) shuffles the eval docs, then samples k train docs per doc in that order."""
-    rnd = random.Random()
-    rnd.seed(42)
-    docs = list(eval_rows)
-    rnd.shuffle(docs)
-    return [(doc, rnd.sample(train_rows, k)) for doc in docs]
 
 
 TRAIN = [

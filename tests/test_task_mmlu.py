@@ -7,23 +7,16 @@ import random
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from evalsuite.data import LocalDirSource
 from evalsuite.runner import prepare
 from evalsuite.specs import BY_NAME
 from evalsuite.tasks import mmlu
+from synth import write_split
 
 SUBJECT = "high_school_us_history"
 SPEC = dataclasses.replace(BY_NAME["mmlu"], configs=(SUBJECT,))
-
-
-def write_split(root: Path, dataset: str, config: str, split: str, rows: list[dict[str, Any]]) -> None:
-    path = root / dataset / config / f"{split}.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows), path)
 
 
 def mmlu_row(question: str, choices: list[str], answer: int) -> dict[str, Any]:

@@ -7,14 +7,13 @@ import random
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from evalsuite.data import LocalDirSource
 from evalsuite.runner import prepare
 from evalsuite.specs import BY_NAME
 from evalsuite.tasks import truthfulqa
+from synth import write_split
 
 SPEC = BY_NAME["truthfulqa"]
 
@@ -36,12 +35,6 @@ A: Telescopes use lenses or mirrors to focus light and make objects appear close
 
 Q: Where were the 1992 Olympics held?
 A: The 1992 Olympics were held in Barcelona, Spain."""
-
-
-def write_split(root: Path, dataset: str, config: str, split: str, rows: list[dict[str, Any]]) -> None:
-    path = root / dataset / config / f"{split}.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows), path)
 
 
 def tqa_row(question: str, mc1: list[str], mc2: list[str], mc2_labels: list[int]) -> dict[str, Any]:
