@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import io
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,6 +40,7 @@ def check_columns(table: pa.Table, columns: Iterable[str], where: str) -> None:
 class DataSource(Protocol):
     def table(self, dataset: str, config: str, split: str) -> pa.Table: ...
     def describe(self) -> str: ...
+    def fingerprints(self) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,8 @@ class LocalDirSource:
     """An offline copy; `evalsuite data pull DIR` writes one."""
 
     root: Path
+    # "<dataset>/<config>/<split>" -> sha256 of each file read, recorded in the run's provenance.
+    _read: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not Path(self.root).is_dir():
@@ -62,18 +67,27 @@ class LocalDirSource:
                 f"{path}: missing; the data dir needs {dataset} config {config!r} split {split!r} "
                 "there (write it with `evalsuite data pull DIR`)"
             )
+        data = path.read_bytes()
         try:
-            return pq.read_table(path)
+            table = pq.read_table(io.BytesIO(data))
         except Exception as exc:
             raise DataError(f"{path}: not a readable parquet file ({exc}); rewrite it") from exc
+        self._read[f"{dataset}/{config}/{split}"] = "sha256:" + hashlib.sha256(data).hexdigest()
+        return table
 
     def describe(self) -> str:
         return f"dir:{Path(self.root).resolve()}"
+
+    def fingerprints(self) -> dict[str, str]:
+        return dict(self._read)
 
 
 @dataclass(frozen=True)
 class HubSource:
     """The Hub datasets, through `datasets.load_dataset`."""
+
+    # "<dataset>/<config>/<split>" -> "<dataset>@<commit sha>", recorded in the run's provenance.
+    _read: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def table(self, dataset: str, config: str, split: str) -> pa.Table:
         if _offline():
@@ -89,11 +103,25 @@ class HubSource:
             raise DataError(
                 f"{dataset} config {config!r} split {split!r}: could not load from the Hub ({exc})"
             ) from exc
+        self._read[f"{dataset}/{config}/{split}"] = f"{dataset}@{self._commit(dataset)}"
         # The Arrow table itself, so that `data pull` keeps the Hub's column types exactly.
         return ds.data.table
 
+    @functools.cache  # noqa: B019 - one lookup per dataset id; sources live for one run
+    def _commit(self, dataset: str) -> str:
+        """The dataset's current commit on the Hub (load_dataset reads main; v1 pinned none)."""
+        from huggingface_hub import HfApi
+
+        try:
+            return str(HfApi().dataset_info(dataset).sha)
+        except Exception:
+            return "unknown"
+
     def describe(self) -> str:
         return "hub"
+
+    def fingerprints(self) -> dict[str, str]:
+        return dict(self._read)
 
 
 def source_for(data_dir: str | Path | None) -> DataSource:

@@ -97,6 +97,7 @@ class Provenance:
     packages: Mapping[str, str] = field(default_factory=dict)
     seeds: Mapping[str, int] = field(default_factory=dict)
     data_source: str = ""
+    data_files: Mapping[str, str] = field(default_factory=dict)  # "<dataset>/<config>/<split>" -> hash or commit
     limit: int | None = None
     smoke: bool = False  # a --limit or demo run: not comparable with the leaderboard
     started_at: str = ""

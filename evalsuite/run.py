@@ -92,6 +92,7 @@ def run(opts: RunOptions) -> Path:
         packages=package_versions(),
         seeds={"doc_shuffle_and_fewshot": DOC_SHUFFLE_SEED, **dict(opts.extra_seeds)},
         data_source=source.describe(),
+        data_files=source.fingerprints(),
         limit=opts.limit,
         smoke=opts.smoke or opts.limit is not None,
         started_at=started.isoformat(timespec="seconds"),

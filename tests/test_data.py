@@ -127,3 +127,17 @@ def test_a_run_on_the_pulled_copy_scores_like_the_source(golden_dir: Path, tmp_p
     assert set(scores["source"]) == {"arc", "winogrande", "truthfulqa"}
     for benchmark in scores["source"]:
         assert read_samples(runs["pulled"], benchmark) == read_samples(runs["source"], benchmark)
+
+
+@pytest.mark.slow
+def test_a_run_records_the_hash_of_every_data_file_it_read(tiny_run: Path, golden_dir: Path) -> None:
+    import hashlib
+
+    from evalsuite.results import load_run
+
+    files = load_run(tiny_run).provenance.data_files
+    arc_test = golden_dir / "data" / "allenai" / "ai2_arc" / "ARC-Challenge" / "test.parquet"
+    assert files["allenai/ai2_arc/ARC-Challenge/test"] == "sha256:" + hashlib.sha256(arc_test.read_bytes()).hexdigest()
+    # every split the six benchmarks read, and nothing else: eval splits plus the few-shot ones
+    expected = {f"{s.dataset}/{c}/{split}" for s in BY_NAME.values() for c in s.configs for split in s.splits()}
+    assert set(files) == expected
