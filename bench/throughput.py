@@ -1,0 +1,69 @@
+"""Evaluation throughput per benchmark (requests and tokens per second): the baseline a faster backend
+(shared contexts, batching, data parallel, vLLM) must beat.
+
+    .venv/bin/python bench/throughput.py [--model DIR] [--data-dir DIR] [--benchmarks arc,mmlu]
+                                         [--limit N] [--batch-size B] [--device auto] [--dtype auto]
+
+Defaults: the reference tiny MoE on the reference data, CPU-sized. On a GPU, point it at a real model and
+the full data (`evalsuite data pull DIR`) to see what a full v1 run costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = REPO / "tests" / "data" / "golden-v1"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(GOLDEN / "models" / "tiny-moe"), help="model dir or Hub id")
+    parser.add_argument("--data-dir", default=str(GOLDEN / "data"), help="offline benchmark data")
+    parser.add_argument("--benchmarks", default=None, help="comma-separated subset (default: all six)")
+    parser.add_argument("--limit", type=int, default=None, help="docs per benchmark config")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--dtype", default="auto")
+    args = parser.parse_args(argv)
+
+    from evalsuite.data import source_for
+    from evalsuite.model import ModelOptions, load_model, make_lm
+    from evalsuite.runner import evaluate, prepare_all
+    from evalsuite.specs import select
+
+    specs = select(args.benchmarks)
+    prepared = prepare_all(specs, source_for(args.data_dir), args.limit)
+    model, tokenizer, info = load_model(
+        ModelOptions(args.model, dtype=args.dtype, device=args.device, batch_size=args.batch_size)
+    )
+    lm = make_lm(model, tokenizer, info)
+    times: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def timer(name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        times[name] = time.perf_counter() - start
+
+    evaluate(lm, specs, prepared, batch_size=args.batch_size, progress=False, observer=timer)
+    print(f"{info.id} on {','.join(info.devices)}, {info.dtype}, batch size {args.batch_size}")
+    print(f"{'benchmark':<11} {'docs':>6} {'requests':>9} {'ctx tokens':>11} {'seconds':>8} {'req/s':>8} {'tok/s':>9}")
+    for spec in specs:
+        items = prepared[spec.name]
+        requests = [r for item in items for r in item.requests]
+        tokens = sum(len(lm.tok_encode(r.context)) for r in requests)
+        secs = times[spec.name]
+        print(
+            f"{spec.name:<11} {len(items):>6} {len(requests):>9} {tokens:>11} {secs:>8.2f} "
+            f"{len(requests) / secs:>8.1f} {tokens / secs:>9.0f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
