@@ -97,25 +97,30 @@ class HubSource:
             )
         import datasets
 
+        commit = self._commit(dataset)
         try:
-            ds = datasets.load_dataset(dataset, config, split=split)
+            # Pinned to the commit we record: the provenance names exactly the data that was read.
+            ds = datasets.load_dataset(dataset, config, split=split, revision=commit)
         except Exception as exc:
             raise DataError(
                 f"{dataset} config {config!r} split {split!r}: could not load from the Hub ({exc})"
             ) from exc
-        self._read[f"{dataset}/{config}/{split}"] = f"{dataset}@{self._commit(dataset)}"
+        self._read[f"{dataset}/{config}/{split}"] = f"{dataset}@{commit}"
         # The Arrow table itself, so that `data pull` keeps the Hub's column types exactly.
         return ds.data.table
 
     @functools.cache  # noqa: B019 - one lookup per dataset id; sources live for one run
     def _commit(self, dataset: str) -> str:
-        """The dataset's current commit on the Hub (load_dataset reads main; v1 pinned none)."""
+        """The dataset's current commit on the Hub (v1 pinned none; we record the one we read)."""
         from huggingface_hub import HfApi
 
         try:
             return str(HfApi().dataset_info(dataset).sha)
-        except Exception:
-            return "unknown"
+        except Exception as exc:
+            raise DataError(
+                f"{dataset}: could not look up the dataset on the Hub ({type(exc).__name__}); "
+                "check your network and HF_TOKEN, or use --data-dir with a copy from `evalsuite data pull`"
+            ) from exc
 
     def describe(self) -> str:
         return "hub"
@@ -145,11 +150,14 @@ def pull(dest: Path, specs: Sequence[BenchmarkSpec], source: DataSource, progres
     from tqdm.auto import tqdm
 
     jobs = [(spec, config, split) for spec in specs for config in spec.configs for split in spec.splits()]
-    written = []
-    for spec, config, split in tqdm(jobs, desc="data pull", unit="split", disable=not progress):
+    # Everything is read (and checked) before anything is written: a failure leaves DIR as it was.
+    tables = []
+    with tqdm(jobs, desc="data pull", unit="split", disable=not progress) as bar:
+        for spec, config, split in bar:
+            target = Path(dest) / spec.dataset / config / f"{split}.parquet"
+            tables.append((target, load_table(source, spec, config, split)))
+    for target, table in tables:
         buf = io.BytesIO()
-        pq.write_table(load_table(source, spec, config, split), buf)
-        target = Path(dest) / spec.dataset / config / f"{split}.parquet"
+        pq.write_table(table, buf)
         atomic_write_bytes(target, buf.getvalue())
-        written.append(target)
-    return written
+    return [target for target, _ in tables]

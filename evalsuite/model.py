@@ -48,11 +48,27 @@ def resolve_model_dir(opts: ModelOptions) -> tuple[Path, str | None]:
             raise ModelError(f"model path {opts.model}: no such directory; give a Hub id (owner/name) or a model dir")
         if not (local / "config.json").is_file():
             raise ModelError(f"model dir {opts.model}: holds no config.json; point at a transformers model directory")
+        if opts.revision:
+            raise ConfigError(
+                f"--revision {opts.revision} applies to Hub models; {opts.model} is a local directory "
+                "(check out the revision there, or drop --revision)"
+            )
         return local, None
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import list_repo_files, snapshot_download
 
     try:
-        path = snapshot_download(opts.model, revision=opts.revision)
+        files = list_repo_files(opts.model, revision=opts.revision)
+        # Only what transformers loads: safetensors when the repo has them (not also the .bin copies,
+        # consolidated.* or original/ checkpoints, which can be tens of GB for a Mixtral).
+        weights = (
+            ["*.safetensors", "*.safetensors.index.json"]
+            if any(f.endswith(".safetensors") for f in files)
+            else ["*.bin", "*.bin.index.json"]
+        )
+        patterns = ["*.json", "*.py", "*.model", "*.tiktoken", "*.txt", *weights]
+        path = snapshot_download(
+            opts.model, revision=opts.revision, allow_patterns=patterns, ignore_patterns=["original/*", "consolidated*"]
+        )
     except Exception as exc:
         raise ModelError(
             f"model {opts.model!r} (revision {opts.revision or 'main'}): could not be fetched from the Hub "

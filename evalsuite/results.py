@@ -154,6 +154,8 @@ class RunResult:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], path: Path | None = None) -> RunResult:
         where = path / RESULTS_FILE if path else RESULTS_FILE
+        if not isinstance(d, Mapping):
+            raise RunDirError(f"{where}: not a JSON object; it was not written by evalsuite run")
         version = d.get("schema_version")
         if version != SCHEMA_VERSION:
             raise RunDirError(
@@ -170,7 +172,9 @@ class RunResult:
                 path=path,
                 extra={k: v for k, v in d.items() if k not in known},
             )
-        except (KeyError, TypeError) as exc:
+        except RunDirError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RunDirError(f"{where}: malformed results ({exc!r}); it was not written by evalsuite run") from exc
 
 

@@ -6,7 +6,6 @@ import re
 from collections.abc import Sequence
 
 from evalsuite.taskapi import Doc, Request, Scored
-from evalsuite.taskapi import keep_row as process_doc
 from evalsuite.taskapi import no_description as description
 
 QUERY = "Question: {question}\nAnswer:"
@@ -23,6 +22,14 @@ def extract_answer(text: str) -> str:
     """First `#### N`, stripped, commas removed; compared as a string, so "18." != "18"."""
     match = ANSWER_RE.search(text)
     return match.group(1).strip().replace(",", "") if match else INVALID
+
+
+def process_doc(row: Doc, config: str) -> Doc:
+    # v1 asserted this: a gold answer without "#### N" would extract to INVALID and match any
+    # answer-less generation.
+    if extract_answer(row["answer"]) == INVALID:
+        raise ValueError("answer has no '#### N' final line")
+    return row
 
 
 def shot(doc: Doc) -> str:

@@ -24,11 +24,11 @@ def preprocess(text: str) -> str:
 def process_doc(row: Doc, config: str) -> Doc:
     # str.capitalize() also lower-cases the rest of ctx_b: v1 did this, so we do too.
     ctx = row["ctx_a"] + " " + row["ctx_b"].capitalize()
-    return {
-        "query": preprocess(row["activity_label"] + ": " + ctx),
-        "choices": [preprocess(e) for e in row["endings"]],
-        "gold": int(row["label"]),
-    }
+    choices = [preprocess(e) for e in row["endings"]]
+    gold = int(row["label"])
+    if not 0 <= gold < len(choices):
+        raise ValueError(f"label {row['label']!r} is not an index into its {len(choices)} endings")
+    return {"query": preprocess(row["activity_label"] + ": " + ctx), "choices": choices, "gold": gold}
 
 
 def shot(doc: Doc) -> str:

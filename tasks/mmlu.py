@@ -18,6 +18,8 @@ def description(config: str) -> str:
 
 def process_doc(row: Doc, config: str) -> Doc:
     # The question is stripped, the choices are not (some end in spaces, and v1 kept them).
+    if not 0 <= int(row["answer"]) < len(LETTERS) or len(row["choices"]) != len(LETTERS):
+        raise ValueError(f"answer {row['answer']!r} with {len(row['choices'])} choices; MMLU has 4 choices, answer 0-3")
     options = "".join(f"{letter}. {choice}\n" for letter, choice in zip(LETTERS, row["choices"], strict=False))
     return {"query": f"{row['question'].strip()}\n{options}Answer:", "gold": int(row["answer"])}
 

@@ -229,6 +229,7 @@ def test_data_pull_from_a_dir_missing_a_split_names_the_file(work, capsys):
     last = err.strip("\n").split("\n")[-1]  # a progress bar may precede it
     assert code == 1
     assert last.startswith("error: ") and str(src / "openai" / "gsm8k" / "main" / "train.parquet") in last, err
+    assert not (work / "copy").exists()  # the test split it could read was not written either
 
 
 def test_data_pull_of_an_unknown_benchmark_lists_the_valid_ones(work, capsys):
@@ -236,3 +237,49 @@ def test_data_pull_of_an_unknown_benchmark_lists_the_valid_ones(work, capsys):
     line = assert_one_line_error(code, err, "gsm9k")
     assert all(name in line for name in VALID), line
     assert not (work / "copy").exists()
+
+
+def test_gsm8k_gold_answer_without_a_final_line_is_refused(work, unloadable_model, capsys):
+    # Its gold would extract to "[invalid]" and match every generation without "#### N".
+    train = [{"question": f"How many {i}?", "answer": f"{i}.\n#### {i}"} for i in range(5)]
+    write_split(work / "data", "openai/gsm8k", "main", "train", train)
+    write_split(work / "data", "openai/gsm8k", "main", "test", [{"question": "How many?", "answer": "Two."}])
+    before = snapshot(work)
+    args = run_args(unloadable_model, work / "data")
+    args[args.index("winogrande")] = "gsm8k"
+    assert_one_line_error(*invoke(capsys, *args), "openai/gsm8k/main/test row 0", "####")
+    assert snapshot(work) == before
+
+
+def test_hellaswag_label_outside_the_endings_is_refused_in_the_fewshot_split(work, unloadable_model, capsys):
+    row = {
+        "ind": 0, "activity_label": "Knitting", "ctx_a": "She knits.", "ctx_b": "then", "ctx": "",
+        "endings": ["a", "b", "c", "d"], "source_id": "x", "split": "train", "split_type": "indomain", "label": "1",
+    }  # fmt: skip
+    write_split(work / "data", "Rowan/hellaswag", "default", "train", [row] * 9 + [row | {"label": "7"}])
+    write_split(work / "data", "Rowan/hellaswag", "default", "validation", [row])
+    before = snapshot(work)
+    args = run_args(unloadable_model, work / "data")
+    args[args.index("winogrande")] = "hellaswag"
+    assert_one_line_error(*invoke(capsys, *args), "Rowan/hellaswag/default/train row 9", "'7'")
+    assert snapshot(work) == before
+
+
+def test_revision_for_a_local_model_dir_is_refused(work, winogrande_data, golden_dir, capsys):
+    model = golden_dir / "models" / "tiny-llama"
+    code, err = invoke(capsys, *run_args(model, winogrande_data, "--revision", "v1.0"))
+    assert_one_line_error(code, err, "--revision v1.0", "local directory")
+    assert not (work / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["[]", '{"schema_version": 1, "model": {"id": "m"}, "benchmarks": []}', "not json"],
+    ids=["list", "benchmarks-list", "not-json"],
+)
+def test_malformed_results_json_is_a_one_line_error(work, capsys, content):
+    run = work / "run"
+    run.mkdir()
+    (run / "results.json").write_text(content)
+    assert_one_line_error(*invoke(capsys, "router-stats", str(run)), str(run))
+    assert_one_line_error(*invoke(capsys, "compare", str(run)), "results.json")
