@@ -34,9 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     from evalsuite.data import source_for
     from evalsuite.model import ModelOptions, load_model, make_lm
     from evalsuite.runner import evaluate, prepare_all
-    from evalsuite.specs import select
+    from evalsuite.specs import parse_names, select
 
-    specs = select(args.benchmarks)
+    specs = select(parse_names(args.benchmarks))
     prepared = prepare_all(specs, source_for(args.data_dir), args.limit)
     model, tokenizer, info = load_model(
         ModelOptions(args.model, dtype=args.dtype, device=args.device, batch_size=args.batch_size)

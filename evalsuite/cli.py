@@ -86,10 +86,11 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from evalsuite.run import RunOptions, run
+    from evalsuite.specs import parse_names
 
     common = dict(
         output_dir=args.output_dir,
-        benchmarks=args.benchmarks,
+        benchmarks=parse_names(args.benchmarks),
         limit=args.limit,
         revision=args.revision,
         dtype=args.dtype,
@@ -130,9 +131,9 @@ def add_data_command(sub: argparse._SubParsersAction) -> None:
 
 def cmd_data_pull(args: argparse.Namespace) -> int:
     from evalsuite.data import pull, source_for
-    from evalsuite.specs import select
+    from evalsuite.specs import parse_names, select
 
-    written = pull(Path(args.dir), select(args.benchmarks), source_for(args.from_dir))
+    written = pull(Path(args.dir), select(parse_names(args.benchmarks)), source_for(args.from_dir))
     print(f"wrote {len(written)} files under {args.dir}")
     return 0
 

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 AVERAGE = "average"
 REPORT_FILE = "compare.md"
 COMPARE_DIR = "compare"  # under results/
-SUBJECTS_OF = "mmlu"  # the benchmark whose per-config scores get a drill-down (its 57 subjects)
+# The benchmark whose per-config scores get a drill-down: the one with several configs (MMLU's subjects).
+SUBJECTS_OF = next(spec.name for spec in BENCHMARKS if len(spec.configs) > 1)
 # Columns of the significance table that hold scores (fractions), shown as percentages.
 SCORE_COLUMNS = ("baseline_score", "score", "delta", "ci_low", "ci_high")
 # The significance table: column -> (PairedResult field, dtype). Object columns keep None where

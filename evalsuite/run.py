@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import platform
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -29,7 +28,7 @@ class RunOptions:
     model: str
     data_dir: str | None = None
     output_dir: str | None = None
-    benchmarks: str | None = None  # "arc,mmlu"; None: all six
+    benchmarks: tuple[str, ...] | None = None  # None: all six
     limit: int | None = None  # first N docs (per config) after the v1 shuffle: a smoke run
     revision: str | None = None
     dtype: str = "auto"
@@ -55,16 +54,11 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-@contextlib.contextmanager
-def _no_observer(name: str) -> Iterator[None]:
-    yield
-
-
 def run(opts: RunOptions) -> Path:
     """Evaluate and write the run directory; returns its path. Bad input fails before model time."""
     from evalsuite import card, router
     from evalsuite.model import ModelOptions, load_model, make_lm
-    from evalsuite.runner import evaluate, prepare_all
+    from evalsuite.runner import evaluate, no_observer, prepare_all
 
     started = datetime.now(UTC)
     specs = select(opts.benchmarks)
@@ -79,7 +73,7 @@ def run(opts: RunOptions) -> Path:
     model, tokenizer, info = load_model(model_opts)
     lm = make_lm(model, tokenizer, info)
     recorder = router.RouterRecorder(model) if opts.router_stats and router.is_moe(model) else None
-    observer: Any = recorder.track if recorder else _no_observer
+    observer: Any = recorder.track if recorder else no_observer
     try:
         outcomes = evaluate(lm, specs, prepared, batch_size=opts.batch_size, progress=opts.progress, observer=observer)
     except BaseException:

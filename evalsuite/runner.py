@@ -169,7 +169,7 @@ def aggregate(spec: BenchmarkSpec, docs: Sequence[DocRecord]) -> BenchmarkScore:
 
 
 @contextlib.contextmanager
-def _no_observer(name: str) -> Iterator[None]:
+def no_observer(name: str) -> Iterator[None]:
     yield
 
 
@@ -187,7 +187,7 @@ def evaluate(
     *,
     batch_size: int = 1,
     progress: bool = True,
-    observer: Observer = _no_observer,
+    observer: Observer = no_observer,
 ) -> dict[str, BenchmarkOutcome]:
     """Evaluate each benchmark; `observer(name)` wraps its model calls (router statistics use it)."""
     from tqdm.auto import tqdm

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Literal
@@ -51,6 +52,7 @@ class BenchmarkSpec:
     columns: tuple[str, ...]  # the dataset columns the prompts read
     task: ModuleType  # prompt and scoring hooks (evalsuite.taskapi.Task)
     card: CardEntry
+    binary: bool = True  # the metric is 0/1 per document (paired tests use McNemar); mc2 is continuous
 
     def splits(self) -> tuple[str, ...]:
         return (self.eval_split,) + ((self.fewshot_split,) if self.num_fewshot and self.fewshot_split else ())
@@ -116,6 +118,7 @@ BENCHMARKS: tuple[BenchmarkSpec, ...] = (
         columns=("question", "mc1_targets", "mc2_targets"),
         task=truthfulqa,
         card=CardEntry("truthful_qa", "multiple_choice", "validation", None),
+        binary=False,
     ),
     BenchmarkSpec(
         name="winogrande",
@@ -160,11 +163,16 @@ def get_spec(name: str) -> BenchmarkSpec:
         raise ConfigError(f"unknown benchmark {name!r}; valid benchmarks are: {', '.join(BENCHMARK_NAMES)}") from None
 
 
-def select(names: str | None) -> tuple[BenchmarkSpec, ...]:
-    """Parse `--benchmarks arc,mmlu` (None or empty: all six, in table order)."""
-    if not names or not names.strip():
+def parse_names(text: str | None) -> tuple[str, ...] | None:
+    """`--benchmarks arc,mmlu` -> ("arc", "mmlu"); None or empty -> None (all six)."""
+    names = tuple(n.strip() for n in (text or "").split(",") if n.strip())
+    return names or None
+
+
+def select(names: Sequence[str] | None) -> tuple[BenchmarkSpec, ...]:
+    """The specs of the named benchmarks in table order (None or empty: all six); unknown names fail."""
+    if not names:
         return BENCHMARKS
-    wanted = [n.strip() for n in names.split(",") if n.strip()]
-    for n in wanted:
+    for n in names:
         get_spec(n)
-    return tuple(b for b in BENCHMARKS if b.name in wanted)
+    return tuple(b for b in BENCHMARKS if b.name in names)

@@ -19,7 +19,6 @@ DEFAULT_RESAMPLES = 10_000
 DEFAULT_CONFIDENCE = 0.95
 # Per-document metrics that are 0 or 1 (right or wrong): McNemar applies. mc2 is a probability mass
 # on the true answers, continuous in [0, 1], so TruthfulQA gets only the bootstrap interval.
-BINARY_METRICS = frozenset({"acc", "acc_norm", "mc1"})
 # Keeps one block of multinomial draws (resamples x distinct values) to a few tens of MB.
 _BLOCK_CELLS = 1 << 22
 
@@ -187,7 +186,7 @@ def paired_test(
     strata = [da.subject for da, _ in pairs] if len(spec.configs) > 1 else None
     delta, low, high = paired_bootstrap(va, vb, strata, n_resamples=n_resamples, seed=seed, confidence=confidence)
     p = only_a = only_b = None
-    if spec.metric in BINARY_METRICS:
+    if spec.binary:
         # MMLU: one 2x2 table pooled over all subjects (do the discordant docs split evenly?).
         p, only_a, only_b = mcnemar_exact(va, vb)
     return PairedResult(

@@ -203,11 +203,11 @@ def test_run_options_point_at_the_demo_model_and_data_and_mark_a_smoke_run(
 
     monkeypatch.setenv("EVALSUITE_CACHE", str(tmp_path))
     monkeypatch.setenv("OMP_NUM_THREADS", "2")  # leave this process's torch threads as they are
-    opts = run_options(benchmarks="arc", limit=2, progress=False)
+    opts = run_options(benchmarks=("arc",), limit=2, progress=False)
     assert Path(opts.model) == demo_model_dir()
     assert Path(opts.data_dir or "") == DEMO_DATA_DIR
     assert opts.smoke and opts.extra_seeds == (("demo_model", DEMO_SEED),)
-    assert (opts.benchmarks, opts.limit, opts.progress) == ("arc", 2, False)
+    assert (opts.benchmarks, opts.limit, opts.progress) == (("arc",), 2, False)
     assert default_output_dir(opts.model).parent == Path("results") / "demo-tiny-moe"
     assert run_options(data_dir=str(tmp_path)).data_dir == str(tmp_path)
 
