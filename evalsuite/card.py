@@ -30,7 +30,7 @@ from evalsuite.card_read import (
 )
 from evalsuite.card_splice import BOM, put_block, splice_model_index, split_card
 from evalsuite.card_table import render_section, render_table
-from evalsuite.errors import CardError, ConfigError, OutputExistsError
+from evalsuite.errors import CardError, ConfigError, OutputExistsError, one_line
 from evalsuite.fsio import atomic_write_bytes, atomic_write_text
 from evalsuite.results import RunResult, load_run
 from evalsuite.specs import BENCHMARKS
@@ -312,11 +312,6 @@ def hub_card(text: str) -> ModelCard:
     return VerbatimModelCard(text.removeprefix(BOM))
 
 
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
 def fetch_hub_card(repo_id: str) -> str | None:
     """The repo's README.md on the Hub, or None when it has none."""
     from huggingface_hub import hf_hub_download
@@ -328,7 +323,7 @@ def fetch_hub_card(repo_id: str) -> str | None:
         return None
     except (OSError, ValueError) as exc:
         raise CardError(
-            f"--push {repo_id}: cannot fetch its README.md ({_one_line(exc)}); check the repo id, your "
+            f"--push {repo_id}: cannot fetch its README.md ({one_line(exc)}); check the repo id, your "
             "connection and HF_HUB_OFFLINE, or pass --update with a local copy"
         ) from None
 
@@ -340,7 +335,7 @@ def push_card(text: str, repo_id: str, commit_message: str = PUSH_MESSAGE) -> st
         info = card.push_to_hub(repo_id, create_pr=True, commit_message=commit_message)
     except (OSError, ValueError) as exc:
         raise CardError(
-            f"--push {repo_id}: the Hub refused or could not be reached ({_one_line(exc)}); nothing was "
+            f"--push {repo_id}: the Hub refused or could not be reached ({one_line(exc)}); nothing was "
             "pushed or written: check the repo id, your token and connection"
         ) from None
     return str(getattr(info, "pr_url", None) or info)

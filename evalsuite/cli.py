@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from evalsuite import __version__
-from evalsuite.errors import EvalsuiteError
+from evalsuite.errors import EvalsuiteError, one_line
 from evalsuite.specs import BENCHMARK_NAMES
 
 
@@ -26,10 +26,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}; see `{self.prog} --help`")
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 def _positive_int(text: str) -> int:
@@ -176,12 +172,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
     except UsageError as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     try:
         return int(args.func(args) or 0)
     except EvalsuiteError as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted; no run directory was written", file=sys.stderr)
@@ -189,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         if os.environ.get("EVALSUITE_DEBUG"):
             raise
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
 
 

@@ -15,7 +15,7 @@ from evalsuite import __version__
 from evalsuite.errors import CompareError, OutputExistsError
 from evalsuite.fsio import atomic_write_text
 from evalsuite.results import RunResult, load_run
-from evalsuite.rundir import RESULTS_ROOT, staged, utc_stamp
+from evalsuite.rundir import RESULTS_ROOT, staged, unique_dir, utc_stamp
 from evalsuite.specs import BENCHMARK_NAMES, BENCHMARKS, BY_NAME
 from evalsuite.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, paired_test
 
@@ -350,12 +350,7 @@ def compare(
 
 
 def default_output_dir(results_root: Path = RESULTS_ROOT) -> Path:
-    base = results_root / COMPARE_DIR / utc_stamp()
-    candidate, n = base, 1
-    while candidate.exists():  # two comparisons in the same second: never reuse a directory
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return candidate
+    return unique_dir(results_root / COMPARE_DIR / utc_stamp())
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (third-party messages often span several)."""
+    return " ".join(str(exc).split())
+
+
 class EvalsuiteError(Exception):
     """Base class: the CLI prints `error: <message>` and exits 1 for every subclass."""
 

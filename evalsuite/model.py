@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalsuite.errors import ConfigError, ModelError
+from evalsuite.errors import ConfigError, ModelError, one_line
 from evalsuite.results import ModelInfo
 
 if TYPE_CHECKING:
@@ -115,11 +115,6 @@ def _placement(device: str) -> tuple[Any, bool]:
     raise ConfigError(f"--device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
 
 
-def _reason(exc: Exception) -> str:
-    """The exception in one line (transformers' messages span several), for a one-line CLI error."""
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-
-
 def load_model(opts: ModelOptions) -> tuple[Any, Any, ModelInfo]:
     """Load the transformers model and tokenizer; returns them with the ModelInfo to record."""
     import transformers
@@ -134,14 +129,15 @@ def load_model(opts: ModelOptions) -> tuple[Any, Any, ModelInfo]:
         config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=opts.trust_remote_code)
     except Exception as exc:
         raise ModelError(
-            f"model dir {path}: config.json could not be read ({_reason(exc)}); fix or replace it"
+            f"model dir {path}: config.json could not be read ({type(exc).__name__}: {one_line(exc)}); "
+            "fix or replace it"
         ) from exc
     dtype = _torch_dtype(opts.dtype, config, on_gpu)
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=opts.trust_remote_code)
     except Exception as exc:
         raise ModelError(
-            f"model dir {path}: the tokenizer could not be loaded ({_reason(exc)}); "
+            f"model dir {path}: the tokenizer could not be loaded ({type(exc).__name__}: {one_line(exc)}); "
             "the directory needs the model's tokenizer files (e.g. tokenizer.json and tokenizer_config.json)"
         ) from exc
     try:
@@ -150,7 +146,7 @@ def load_model(opts: ModelOptions) -> tuple[Any, Any, ModelInfo]:
         )
     except Exception as exc:
         raise ModelError(
-            f"model dir {path}: the weights could not be loaded ({_reason(exc)}); "
+            f"model dir {path}: the weights could not be loaded ({type(exc).__name__}: {one_line(exc)}); "
             "check that the directory holds the model's weights (model.safetensors or shards plus index) "
             "and that they fit on --device"
         ) from exc

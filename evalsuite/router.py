@@ -23,19 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.fsio import atomic_write_bytes
-
-# Reading, summarising and plotting live in evalsuite.router_stats; re-exported for callers of this module.
-from evalsuite.router_stats import (  # noqa: E402,F401
-    COLLAPSE_THRESHOLD,
-    COLUMNS,
-    ROUTER_FILE,
-    add_parser,
-    has_router_stats,
-    load_router_stats,
-    plot_run,
-    render_summary,
-    summarize,
-)
+from evalsuite.router_stats import COLUMNS, ROUTER_FILE, summarize
 
 # Config keys that declare routed experts / experts per token, across MoE families (Mixtral, Qwen-MoE,
 # OLMoE, DeepSeek, Hunyuan, ...); the first one present wins.

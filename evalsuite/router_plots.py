@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from evalsuite.router import COLLAPSE_THRESHOLD, summarize
+from evalsuite.router_stats import COLLAPSE_THRESHOLD, summarize
 
 # Cells are labelled with their value only while they stay legible; figures stay within a screen's
 # width however many experts there are (OLMoE has 64).

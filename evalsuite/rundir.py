@@ -30,13 +30,17 @@ def utc_stamp(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
 
 
-def default_output_dir(model: str, root: Path = RESULTS_ROOT, now: datetime | None = None) -> Path:
-    base = root / model_slug(model) / utc_stamp(now)
+def unique_dir(base: Path) -> Path:
+    """`base`, or `base-2`, `base-3`, ... when it exists (two runs in the same second never share one)."""
     candidate, n = base, 1
-    while candidate.exists():  # two runs in the same second: never reuse a directory
+    while candidate.exists():
         n += 1
         candidate = base.with_name(f"{base.name}-{n}")
     return candidate
+
+
+def default_output_dir(model: str, root: Path = RESULTS_ROOT, now: datetime | None = None) -> Path:
+    return unique_dir(root / model_slug(model) / utc_stamp(now))
 
 
 def check_output_dir(path: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from conftest import GOLDEN, run_cli
-from evalsuite import router
+from evalsuite import router, router_stats
 from evalsuite.errors import RunDirError
 
 TINY_MOE = GOLDEN / "models" / "tiny-moe"
@@ -196,7 +196,7 @@ def test_hand_set_routing_gives_exact_counts_and_weights_with_padding_excluded()
     assert _counts(frame, 0, "weight_sum") == pytest.approx([0, 0, positions / (1 + e), positions * e / (1 + e)])
     assert sum(_counts(frame, 1, "tokens")) == positions * TOP_K
 
-    layer0 = router.summarize(frame)["benchmarks"]["bench"]["layers"][0]
+    layer0 = router_stats.summarize(frame)["benchmarks"]["bench"]["layers"][0]
     assert layer0["tokens"] == positions
     assert layer0["entropy"] == pytest.approx(math.log(2) / math.log(EXPERTS))  # two experts share evenly
     assert layer0["cv"] == pytest.approx(1.0)  # loads (0, 0, n, n): std n/2 over mean n/2
@@ -344,7 +344,7 @@ def test_run_counts_every_fed_position_top_k_times_in_every_layer(moe_runs: dict
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(TINY_MOE)
-    frame = router.load_router_stats(moe_runs[1])
+    frame = router_stats.load_router_stats(moe_runs[1])
     assert list(dict.fromkeys(frame["benchmark"])) == ["arc", "truthfulqa"]
     for benchmark in ("arc", "truthfulqa"):
         positions = _positions_fed(moe_runs[1], benchmark, tokenizer)
@@ -357,7 +357,7 @@ def test_run_counts_every_fed_position_top_k_times_in_every_layer(moe_runs: dict
 
 @pytest.mark.slow
 def test_batch_size_4_counts_the_same_tokens_as_batch_size_1(moe_runs: dict[int, Path]) -> None:
-    one, four = (router.load_router_stats(moe_runs[bs]) for bs in (1, 4))
+    one, four = (router_stats.load_router_stats(moe_runs[bs]) for bs in (1, 4))
     assert four[["benchmark", "layer", "expert", "tokens", "top1_tokens"]].equals(
         one[["benchmark", "layer", "expert", "tokens", "top1_tokens"]]
     )
@@ -367,10 +367,10 @@ def test_batch_size_4_counts_the_same_tokens_as_batch_size_1(moe_runs: dict[int,
 @pytest.mark.slow
 def test_results_json_holds_the_summary_of_the_parquet(moe_runs: dict[int, Path]) -> None:
     results = json.loads((moe_runs[1] / "results.json").read_text(encoding="utf-8"))
-    frame = router.load_router_stats(moe_runs[1])
-    assert results["router"] == {"file": router.ROUTER_FILE, **router.summarize(frame)}
+    frame = router_stats.load_router_stats(moe_runs[1])
+    assert results["router"] == {"file": router_stats.ROUTER_FILE, **router_stats.summarize(frame)}
     assert results["router"]["top_k"] == TOP_K and results["router"]["num_experts"] == EXPERTS
-    assert results["router"]["collapse_threshold"] == router.COLLAPSE_THRESHOLD
+    assert results["router"]["collapse_threshold"] == router_stats.COLLAPSE_THRESHOLD
 
 
 @pytest.mark.slow
@@ -392,7 +392,7 @@ def test_hand_routed_model_through_a_batched_run(tmp_path: Path) -> None:
         shutil.copy(TINY_MOE / name, model_dir / name)
     run_dir = _run(model_dir, tmp_path / "run", "--batch-size", "4")
 
-    frame = router.load_router_stats(run_dir)
+    frame = router_stats.load_router_stats(run_dir)
     summary = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))["router"]
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     for benchmark in ("arc", "truthfulqa"):
@@ -410,17 +410,17 @@ def test_hand_routed_model_through_a_batched_run(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_no_router_stats_flag_writes_none(tmp_path: Path) -> None:
     run_dir = _run(TINY_MOE, tmp_path / "run", "--no-router-stats")
-    assert not (run_dir / router.ROUTER_FILE).exists()
+    assert not (run_dir / router_stats.ROUTER_FILE).exists()
     assert "router" not in json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
 
 
 @pytest.mark.slow
 def test_dense_model_runs_without_router_statistics(tiny_dense_run: Path, capsys: pytest.CaptureFixture) -> None:
-    assert not (tiny_dense_run / router.ROUTER_FILE).exists()
+    assert not (tiny_dense_run / router_stats.ROUTER_FILE).exists()
     assert "router" not in json.loads((tiny_dense_run / "results.json").read_text(encoding="utf-8"))
-    assert router.plot_run(tiny_dense_run, tiny_dense_run.parent / "plots") == []
+    assert router_stats.plot_run(tiny_dense_run, tiny_dense_run.parent / "plots") == []
     with pytest.raises(RunDirError, match="no router statistics"):
-        router.load_router_stats(tiny_dense_run)
+        router_stats.load_router_stats(tiny_dense_run)
     assert run_cli("router-stats", str(tiny_dense_run)) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
@@ -436,9 +436,9 @@ def test_summary_figures_from_first_principles() -> None:
     top1 = {"even": [3, 3, 2, 2], "skewed": [9, 1, 0, 0]}  # 10 positions each, k = 2
     frame = pd.DataFrame(
         [(b, 0, e, loads[b][e], top1[b][e], loads[b][e] / 2) for b in loads for e in range(EXPERTS)],
-        columns=list(router.COLUMNS),
+        columns=list(router_stats.COLUMNS),
     )
-    summary = router.summarize(frame)
+    summary = router_stats.summarize(frame)
     assert (summary["top_k"], summary["num_experts"]) == (2, EXPERTS)
     even = summary["benchmarks"]["even"]["layers"][0]
     assert (even["entropy"], even["cv"], even["collapsed"], even["tokens"]) == (1.0, 0.0, False, 10)
@@ -456,7 +456,7 @@ def test_summary_figures_from_first_principles() -> None:
 def test_router_stats_command_prints_the_summary(moe_runs: dict[int, Path], capsys: pytest.CaptureFixture) -> None:
     assert run_cli("router-stats", str(moe_runs[1]), "--json") == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed == router.summarize(router.load_router_stats(moe_runs[1]))
+    assert printed == router_stats.summarize(router_stats.load_router_stats(moe_runs[1]))
     assert run_cli("router-stats", str(moe_runs[1])) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"{EXPERTS} experts, top-{TOP_K}")
@@ -472,7 +472,7 @@ def test_router_stats_command_rejects_a_missing_run(tmp_path: Path, capsys: pyte
 def test_plot_run_writes_a_heatmap_per_benchmark_and_a_contrast(moe_runs: dict[int, Path], tmp_path: Path) -> None:
     import matplotlib.image
 
-    paths = router.plot_run(moe_runs[1], tmp_path / "plots")
+    paths = router_stats.plot_run(moe_runs[1], tmp_path / "plots")
     assert [p.name for p in paths] == ["router_arc.png", "router_truthfulqa.png", "router_benchmarks.png"]
     for path in paths:
         height, width, _ = matplotlib.image.imread(path).shape
