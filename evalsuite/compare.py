@@ -77,10 +77,10 @@ def find_runs(root: str | Path = RESULTS_ROOT) -> list[Path]:
 
 
 def _name(run: RunResult) -> str:
-    model = run.model.id.rstrip("/")
+    from evalsuite.model import is_local_path
+
     # A local path names the model by its last part; a hub id (owner/name) is kept whole.
-    local = model.startswith(("/", ".", "~")) or model.count("/") > 1
-    name = Path(model).name if local else model
+    name = Path(run.model.id.rstrip("/")).name if is_local_path(run.model.id) else run.model.id
     return f"{name} (card)" if run.provenance.source == "card" else name
 
 

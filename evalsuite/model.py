@@ -40,10 +40,15 @@ class ModelOptions:
             raise ConfigError(f"--batch-size {self.batch_size} must be a positive integer")
 
 
+def is_local_path(model: str) -> bool:
+    """A model reference that names a directory rather than a Hub id (`owner/name` or `name`)."""
+    return model.startswith((".", "/", "~")) or model.rstrip("/").count("/") > 1 or Path(model).expanduser().exists()
+
+
 def resolve_model_dir(opts: ModelOptions) -> tuple[Path, str | None]:
     """A local directory holding the model, and the Hub commit it came from (None for local models)."""
     local = Path(opts.model).expanduser()
-    if local.exists() or opts.model.startswith((".", "/", "~")) or opts.model.count("/") > 1:
+    if is_local_path(opts.model):
         if not local.is_dir():
             raise ModelError(f"model path {opts.model}: no such directory; give a Hub id (owner/name) or a model dir")
         if not (local / "config.json").is_file():

@@ -21,8 +21,9 @@ RESULTS_ROOT = Path("results")
 
 def model_slug(model: str) -> str:
     """`org/name` -> `org__name` (the leaderboard's details-dataset style); a local dir -> its name."""
-    p = Path(model)
-    base = p.name if (model.startswith((".", "/", "~")) or p.exists()) else model.replace("/", "__")
+    from evalsuite.model import is_local_path
+
+    base = Path(model.rstrip("/")).name if is_local_path(model) else model.replace("/", "__")
     return re.sub(r"[^A-Za-z0-9._-]+", "_", base) or "model"
 
 
