@@ -1,11 +1,14 @@
 # evalsuite: every target sets itself up (virtualenv + install) on a machine with only Python and make.
 #
-# TORCH selects the PyTorch build that is installed before everything else:
-#   the default, torch==2.13.0, is the CPU build (and the version the reference outputs were made with);
-#   on a GPU machine use the normal CUDA build, e.g.  make eval TORCH=torch  MODEL=...
+# TORCH selects the PyTorch that is installed before everything else (README: "Which torch"):
+#   the default, torch==2.13.0, is the version the reference outputs were made with; where a local CPU
+#   wheel is provided (our CI) pip takes it, elsewhere pip takes PyPI's build (CUDA on Linux).
+#   GPU machines: e.g. make eval TORCH=torch MODEL=...; CPU-only machines elsewhere:
+#   TORCH_INDEX=https://download.pytorch.org/whl/cpu
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
@@ -46,7 +49,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) "$(TORCH)"
+	$(PIP) "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	($(PIP) uv && $(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev]") || $(PIP) -e ".[dev]"
 	touch $@
 
