@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from evalsuite import __version__
+from evalsuite.argtypes import positive_int
 from evalsuite.errors import EvalsuiteError, one_line
 from evalsuite.specs import BENCHMARK_NAMES
 
@@ -26,16 +27,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}; see `{self.prog} --help`")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
-    return value
 
 
 # --- run ---------------------------------------------------------------------------------------
@@ -62,18 +53,18 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--device", default="auto", help="auto (all visible GPUs via accelerate, else CPU), cpu, cuda, cuda:N"
     )
-    p.add_argument("--batch-size", type=_positive_int, default=1, help="1 (default) reproduces v1 exactly")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="1 (default) reproduces v1 exactly")
     p.add_argument(
         "--trust-remote-code", action="store_true", help="allow custom model code from the Hub (off by default)"
     )
-    p.add_argument("--threads", type=_positive_int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--data-dir", help="read datasets offline from DIR/<owner>/<name>/<config>/<split>.parquet")
     p.add_argument(
         "--output-dir", help="where to write the run (default results/<model>/<UTC timestamp>/); must not exist"
     )
     p.add_argument("--benchmarks", help=f"comma-separated subset of: {','.join(BENCHMARK_NAMES)} (default: all)")
     p.add_argument(
-        "--limit", type=_positive_int, help="first N docs per task after the v1 shuffle (marked as a smoke run)"
+        "--limit", type=positive_int, help="first N docs per task after the v1 shuffle (marked as a smoke run)"
     )
     p.add_argument("--no-router-stats", dest="router_stats", action="store_false", help="skip MoE router statistics")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")

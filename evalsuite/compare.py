@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalsuite import __version__
+from evalsuite.argtypes import positive_int
 from evalsuite.errors import CompareError, OutputExistsError
 from evalsuite.fsio import atomic_write_text
 from evalsuite.results import RunResult, load_run
@@ -434,12 +435,6 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align_from: 
 # --- command line -------------------------------------------------------------------------------
 
 
-def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return int(text)
-
-
 def _seed(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not a seed; give a whole number, 0 or more")
@@ -475,7 +470,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=_seed, default=DEFAULT_SEED, help=f"bootstrap seed (default {DEFAULT_SEED})")
     p.add_argument(
         "--resamples",
-        type=_count,
+        type=positive_int,
         default=DEFAULT_RESAMPLES,
         help=f"bootstrap resamples (default {DEFAULT_RESAMPLES})",
     )

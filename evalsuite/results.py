@@ -178,11 +178,17 @@ class RunResult:
             raise RunDirError(f"{where}: malformed results ({exc!r}); it was not written by evalsuite run") from exc
 
 
-def load_run(run_dir: str | Path) -> RunResult:
-    """Read a complete run directory; a one-line RunDirError when it is not one."""
+def require_run_dir(run_dir: str | Path) -> Path:
+    """The path, when it is a directory; a one-line RunDirError otherwise."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunDirError(f"{run_dir}: no such run directory; pass a directory written by `evalsuite run`")
+    return run_dir
+
+
+def load_run(run_dir: str | Path) -> RunResult:
+    """Read a complete run directory; a one-line RunDirError when it is not one."""
+    run_dir = require_run_dir(run_dir)
     results = run_dir / RESULTS_FILE
     if not results.is_file():
         raise RunDirError(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.errors import RunDirError
+from evalsuite.results import require_run_dir
 
 ROUTER_FILE = "router_stats.parquet"
 COLUMNS = ("benchmark", "layer", "expert", "tokens", "top1_tokens", "weight_sum")
@@ -27,9 +28,7 @@ def load_router_stats(run_dir: str | Path) -> Any:
     """A run's router statistics as a DataFrame with COLUMNS; RunDirError when it has none."""
     import pandas as pd
 
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"{run_dir}: no such run directory; pass a directory written by `evalsuite run`")
+    run_dir = require_run_dir(run_dir)
     path = run_dir / ROUTER_FILE
     if not path.is_file():
         raise RunDirError(
@@ -113,9 +112,7 @@ def plot_run(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
     figure contrasting the benchmarks (when there are several). [] for a run without router statistics."""
     from evalsuite import router_plots
 
-    if not Path(run_dir).is_dir():
-        raise RunDirError(f"{run_dir}: no such run directory; pass a directory written by `evalsuite run`")
-    if not has_router_stats(run_dir):
+    if not has_router_stats(require_run_dir(run_dir)):
         return []
     return router_plots.plot_frame(load_router_stats(run_dir), Path(out_dir), title=Path(run_dir).name)
 

@@ -32,16 +32,16 @@ def run_cli(*argv: str) -> int:
     return main(list(argv))
 
 
-def reference_run(tmp_path_factory: pytest.TempPathFactory, model: str) -> Path:
-    """A complete run directory of a reference tiny model on the reference data, 3 docs per task."""
+def reference_run(tmp_path_factory: pytest.TempPathFactory, model: str, *extra: str) -> Path:
+    """A complete run directory of a reference tiny model on the reference data (extra: more options)."""
     out = tmp_path_factory.mktemp("runs") / model
     code = run_cli(
         "run",
         "--model", str(GOLDEN / "models" / model),
         "--data-dir", str(GOLDEN / "data"),
-        "--limit", "3",
         "--output-dir", str(out),
         "--no-progress",
+        *extra,
     )  # fmt: skip
     assert code == 0
     return out
@@ -49,11 +49,11 @@ def reference_run(tmp_path_factory: pytest.TempPathFactory, model: str) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The reference tiny MoE (with router statistics)."""
-    return reference_run(tmp_path_factory, "tiny-moe")
+    """The reference tiny MoE (with router statistics), 3 docs per task."""
+    return reference_run(tmp_path_factory, "tiny-moe", "--limit", "3")
 
 
 @pytest.fixture(scope="session")
 def tiny_dense_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference dense Llama on the same documents as tiny_run, so the two compare pairwise."""
-    return reference_run(tmp_path_factory, "tiny-llama")
+    return reference_run(tmp_path_factory, "tiny-llama", "--limit", "3")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GOLDEN, run_cli
+from conftest import GOLDEN, reference_run
 from evalsuite.results import load_run, read_samples
 from evalsuite.specs import BENCHMARKS
 
@@ -24,19 +24,9 @@ def _golden_docs(model: str, v1_task: str) -> dict[tuple[str | None, int], dict]
 
 @pytest.fixture(scope="module", params=["tiny-moe", "tiny-llama"])
 def golden_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    # All documents, as the reference was made: CPU, float32, batch size 1.
     model = request.param
-    out = tmp_path_factory.mktemp("golden") / model
-    code = run_cli(
-        "run",
-        "--model", str(GOLDEN / "models" / model),
-        "--data-dir", str(GOLDEN / "data"),
-        "--device", "cpu",
-        "--dtype", "float32",
-        "--output-dir", str(out),
-        "--no-progress",
-    )  # fmt: skip
-    assert code == 0
-    return model, out
+    return model, reference_run(tmp_path_factory, model, "--device", "cpu", "--dtype", "float32")
 
 
 @pytest.mark.slow

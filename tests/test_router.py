@@ -93,31 +93,26 @@ def test_mixtral_routers_are_found_one_per_layer() -> None:
     assert all(r.module is model.model.layers[r.layer].mlp.gate for r in found)
 
 
-def test_dense_model_is_not_moe() -> None:
-    from transformers import LlamaConfig, LlamaForCausalLM
+def tiny_llama_config():
+    from transformers import LlamaConfig
 
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
+    return LlamaConfig(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2,
-    )
+    )  # fmt: skip
+
+
+def test_dense_model_is_not_moe() -> None:
+    from transformers import LlamaForCausalLM
+
+    config = tiny_llama_config()
     assert not router.is_moe(LlamaForCausalLM(config))
 
 
 def test_experts_in_the_config_without_router_modules_warn_and_are_skipped() -> None:
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
+    config = tiny_llama_config()
     config.num_local_experts = 8  # declared, but the modules are dense
     with pytest.warns(RuntimeWarning, match="no router module"):
         assert not router.is_moe(LlamaForCausalLM(config))
