@@ -31,10 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="auto")
     args = parser.parse_args(argv)
 
-    from evalsuite.data import source_for
-    from evalsuite.model import ModelOptions, load_model, make_lm
-    from evalsuite.runner import evaluate, prepare_all
-    from evalsuite.specs import parse_names, select
+    from evalsuite.benchmarks.table import parse_names, select
+    from evalsuite.data.sources import source_for
+    from evalsuite.engine.hf import ModelOptions, load_model, make_lm
+    from evalsuite.pipeline.evaluate import evaluate, prepare_all
 
     specs = select(parse_names(args.benchmarks))
     prepared = prepare_all(specs, source_for(args.data_dir), args.limit)

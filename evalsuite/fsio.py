@@ -1,4 +1,5 @@
-"""Atomic file writes: a temp file in the same directory, fsync, then rename over the target."""
+"""Safe file writes: atomic writes (a temp file in the same directory, fsync, then rename over the target)
+and fresh directory names that never clobber an earlier one."""
 
 from __future__ import annotations
 
@@ -46,3 +47,12 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 def atomic_write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
     text = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows)
     atomic_write_text(path, text)
+
+
+def unique_dir(base: Path) -> Path:
+    """`base`, or `base-2`, `base-3`, ... when it exists (two runs in the same second never share one)."""
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate

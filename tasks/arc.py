@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from evalsuite.taskapi import Doc, Request, Scored, choice_requests, multiple_choice_metrics
-from evalsuite.taskapi import no_description as description
+from evalsuite.benchmarks.contract import Doc, Request, Scored, choice_requests, multiple_choice_metrics
+from evalsuite.benchmarks.contract import no_description as description
 
 QUERY = "Question: {question}\nAnswer:"
 LETTERS = ["A", "B", "C", "D", "E"]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from evalsuite.taskapi import Doc, Request, Scored
-from evalsuite.taskapi import no_description as description
+from evalsuite.benchmarks.contract import Doc, Request, Scored
+from evalsuite.benchmarks.contract import no_description as description
 
 QUERY = "Question: {question}\nAnswer:"
 # v1 stops at the first ":" too, so any colon in the reasoning ends the answer (and scores 0).

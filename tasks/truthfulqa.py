@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from evalsuite.taskapi import Doc, Request, Scored, choice_requests
-from evalsuite.taskapi import no_description as description
+from evalsuite.benchmarks.contract import Doc, Request, Scored, choice_requests
+from evalsuite.benchmarks.contract import no_description as description
 
 # The fixed six-question preamble ("technically a 6-shot task"); no trailing newline.
 QA_PROMPT = (

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from evalsuite.taskapi import Doc, Request, Scored
-from evalsuite.taskapi import no_description as description
+from evalsuite.benchmarks.contract import Doc, Request, Scored
+from evalsuite.benchmarks.contract import no_description as description
 
 SHOT_SEPARATOR = "\n\n"
 ANSWER_TO_GOLD = {"1": 0, "2": 1}

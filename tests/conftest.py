@@ -27,7 +27,7 @@ def golden_dir() -> Path:
 
 def run_cli(*argv: str) -> int:
     """Run the evalsuite CLI in-process (no second torch import); returns the exit code."""
-    from evalsuite.cli import main
+    from evalsuite.cli.main import main
 
     return main(list(argv))
 

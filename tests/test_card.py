@@ -16,13 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evalsuite import card
-from evalsuite.card_read import CardWarning
-from evalsuite.card_splice import END_MARKER, START_MARKER
-from evalsuite.cli import main
+from evalsuite.benchmarks.table import BENCHMARKS, BY_NAME
+from evalsuite.card.read import CardWarning
+from evalsuite.card.splice import END_MARKER, START_MARKER
+from evalsuite.cli.main import main
 from evalsuite.errors import CardError
 from evalsuite.fsio import atomic_write_json
 from evalsuite.results import BenchmarkScore, ModelInfo, Provenance, RunResult
-from evalsuite.specs import BENCHMARKS, BY_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = next(
@@ -60,7 +60,7 @@ Detailed results can be found [here](https://huggingface.co/datasets/open-llm-le
 |GSM8k (5-shot)                   |71.49|
 """
 
-pytestmark = pytest.mark.filterwarnings("ignore::evalsuite.card_read.CardWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::evalsuite.card.read.CardWarning")
 
 
 def make_run(

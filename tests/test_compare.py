@@ -1,4 +1,4 @@
-"""evalsuite.compare and evalsuite.stats on run directories whose per-document outcomes are known."""
+"""evalsuite.compare and evalsuite.compare.stats on run directories whose per-document outcomes are known."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 
 from evalsuite import card
-from evalsuite.cli import main
+from evalsuite.benchmarks.table import BENCHMARK_NAMES, BY_NAME
+from evalsuite.cli.main import main
 from evalsuite.compare import compare, find_runs, labels
+from evalsuite.compare.stats import DEFAULT_SEED, paired_bootstrap
 from evalsuite.errors import CompareError
 from evalsuite.fsio import atomic_write_json, atomic_write_jsonl
+from evalsuite.pipeline.evaluate import aggregate
 from evalsuite.results import (
     DocRecord,
     ModelInfo,
@@ -24,9 +27,7 @@ from evalsuite.results import (
     load_run,
     samples_path,
 )
-from evalsuite.runner import aggregate
-from evalsuite.specs import BENCHMARK_NAMES, BY_NAME, MMLU_SUBJECTS
-from evalsuite.stats import DEFAULT_SEED, paired_bootstrap
+from evalsuite.tasks.mmlu import SUBJECTS as MMLU_SUBJECTS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FIGURES = ("scores.png", "radar.png", "deltas.png", "mmlu_subjects.png")

@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli
-from evalsuite.data import HubSource, LocalDirSource, load_rows
+from evalsuite.benchmarks.table import BY_NAME
+from evalsuite.data.sources import HubSource, LocalDirSource, load_rows
 from evalsuite.errors import ConfigError, DataError
 from evalsuite.results import read_samples
-from evalsuite.specs import BY_NAME
 from synth import write_split
 
 ARC = BY_NAME["arc"]

@@ -9,8 +9,8 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from evalsuite.benchmarks.table import BENCHMARKS, get_spec
 from evalsuite.demo import DEMO_DATA_DIR, DEMO_SEED, build_tiny_model, demo_model_dir, run_options
-from evalsuite.specs import BENCHMARKS, get_spec
 
 SIX = {"arc", "hellaswag", "mmlu", "truthfulqa", "winogrande", "gsm8k"}
 
@@ -168,7 +168,7 @@ def test_build_tiny_model_makes_a_dense_llama_and_applies_overrides(tmp_path: Pa
 def test_tokenizer_adds_bos_by_default_and_evalsuite_does_not(tiny_models: dict[str, Path]) -> None:
     import transformers
 
-    from evalsuite.model import ModelOptions, load_model, make_lm
+    from evalsuite.engine.hf import ModelOptions, load_model, make_lm
 
     text = "Question: Which tool should be used?\nAnswer:"
     tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_models["a"])
@@ -199,7 +199,7 @@ def test_demo_model_dir_builds_once_into_the_cache_and_reuses_it(
 def test_run_options_point_at_the_demo_model_and_data_and_mark_a_smoke_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from evalsuite.rundir import default_output_dir
+    from evalsuite.pipeline.rundir import default_output_dir
 
     monkeypatch.setenv("EVALSUITE_CACHE", str(tmp_path))
     monkeypatch.setenv("OMP_NUM_THREADS", "2")  # leave this process's torch threads as they are
@@ -227,7 +227,7 @@ def torch_threads() -> Any:
 @pytest.mark.slow
 @pytest.mark.usefixtures("torch_threads")
 def test_run_demo_writes_a_complete_smoke_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from evalsuite.cli import main
+    from evalsuite.cli.main import main
 
     monkeypatch.setenv("EVALSUITE_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"

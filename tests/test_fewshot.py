@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from evalsuite.fewshot import context_prefix, v1_schedule
+from evalsuite.benchmarks.fewshot import context_prefix, v1_schedule
 
 EVAL_DOCS = [f"eval question {i}" for i in range(12)]
 TRAIN_DOCS = [f"train question {i}" for i in range(40)]

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from conftest import GOLDEN, reference_run
+from evalsuite.benchmarks.table import BENCHMARKS
 from evalsuite.results import load_run, read_samples
-from evalsuite.specs import BENCHMARKS
 
 LL_TOLERANCE = 1e-4
 
@@ -68,7 +68,7 @@ def test_the_six_scores_equal_the_v1_harness(golden_run: tuple[str, Path]) -> No
 def test_no_bos_token_is_added(golden_run: tuple[str, Path]) -> None:
     # The reference tokenizer adds <s> by default; v1 never did. The manifest's self-check holds the
     # sum of log-probs of a text without BOS, computed when the reference model was made.
-    from evalsuite.model import ModelOptions, load_model, make_lm
+    from evalsuite.engine.hf import ModelOptions, load_model, make_lm
 
     model_name, _ = golden_run
     manifest = json.loads((GOLDEN / "models" / model_name / "anchor_manifest.json").read_text())

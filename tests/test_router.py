@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from conftest import GOLDEN, run_cli
-from evalsuite import router, router_stats
 from evalsuite.errors import RunDirError
+from evalsuite.moe import recorder as router
+from evalsuite.moe import stats as router_stats
 
 TINY_MOE = GOLDEN / "models" / "tiny-moe"
 EXPERTS, TOP_K, HIDDEN = 4, 2, 32

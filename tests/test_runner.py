@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from evalsuite.data import LocalDirSource, load_rows
+from evalsuite.benchmarks.table import BY_NAME
+from evalsuite.data.sources import LocalDirSource, load_rows
+from evalsuite.pipeline.evaluate import aggregate, evaluate, prepare
 from evalsuite.results import DocRecord
-from evalsuite.runner import aggregate, evaluate, prepare
-from evalsuite.specs import BY_NAME
 from synth import write_split
 
 MMLU_TWO = dataclasses.replace(BY_NAME["mmlu"], configs=("anatomy", "virology"))
@@ -154,7 +154,7 @@ def test_evaluate_scores_generations_with_the_extracted_answer(tmp_path: Path):
 
 @pytest.mark.slow
 def test_batch_size_4_gives_the_same_choices_as_batch_size_1(golden_dir: Path, golden_source: LocalDirSource):
-    from evalsuite.model import ModelOptions, load_model, make_lm
+    from evalsuite.engine.hf import ModelOptions, load_model, make_lm
 
     specs = [BY_NAME[n] for n in ("arc", "hellaswag", "truthfulqa", "winogrande")] + [
         dataclasses.replace(BY_NAME["mmlu"], configs=("anatomy", "high_school_us_history"))

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from evalsuite.data import LocalDirSource
-from evalsuite.runner import prepare
-from evalsuite.specs import BY_NAME
+from evalsuite.benchmarks.table import BY_NAME
+from evalsuite.data.sources import LocalDirSource
+from evalsuite.pipeline.evaluate import prepare
 from evalsuite.tasks import arc
 from synth import v1_draws, write_split
 

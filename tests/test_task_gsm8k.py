@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from evalsuite.data import LocalDirSource
-from evalsuite.runner import prepare
-from evalsuite.specs import BY_NAME
+from evalsuite.benchmarks.table import BY_NAME
+from evalsuite.data.sources import LocalDirSource
+from evalsuite.pipeline.evaluate import prepare
 from evalsuite.tasks import gsm8k
 from synth import v1_draws, write_split
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from evalsuite.data import LocalDirSource
-from evalsuite.runner import prepare
-from evalsuite.specs import BY_NAME
+from evalsuite.benchmarks.table import BY_NAME
+from evalsuite.data.sources import LocalDirSource
+from evalsuite.pipeline.evaluate import prepare
 from evalsuite.tasks import mmlu
 from synth import write_split
 

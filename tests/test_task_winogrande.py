@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evalsuite.data import LocalDirSource
-from evalsuite.runner import prepare
-from evalsuite.specs import BY_NAME
+from evalsuite.benchmarks.table import BY_NAME
+from evalsuite.data.sources import LocalDirSource
+from evalsuite.pipeline.evaluate import prepare
 from evalsuite.tasks import winogrande
 from synth import v1_draws, write_split
 

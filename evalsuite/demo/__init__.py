@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from evalsuite.errors import ConfigError
-from evalsuite.run import RunOptions
+from evalsuite.pipeline.run import RunOptions
 
 HERE = Path(__file__).resolve().parent
 DEMO_DATA_DIR: Path = HERE / "data"

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from evalsuite.specs import MMLU_SUBJECTS, BenchmarkSpec, get_spec
+from evalsuite.benchmarks.spec import BenchmarkSpec
+from evalsuite.benchmarks.table import get_spec
 from evalsuite.tasks import arc, gsm8k, mmlu, truthfulqa
 
 Row = dict[str, Any]
@@ -353,7 +354,7 @@ def prompt_texts() -> list[str]:
         gsm8k.QUERY.format(question=""),
         "".join(f"{letter}. \n" for letter in mmlu.LETTERS) + "Answer: A B C D",
     ]
-    return per_doc * PROMPT_WEIGHT + [truthfulqa.QA_PROMPT, *(mmlu.description(s) for s in MMLU_SUBJECTS)]
+    return per_doc * PROMPT_WEIGHT + [truthfulqa.QA_PROMPT, *(mmlu.description(s) for s in mmlu.SUBJECTS)]
 
 
 def write_tokenizer(dest: Path, texts: list[str]) -> None:

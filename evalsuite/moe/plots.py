@@ -1,5 +1,5 @@
 """Figures of a run's router statistics: a layer x expert load heatmap per benchmark, and one figure
-contrasting the benchmarks. Reads only the frame of evalsuite.router; uses matplotlib's object API (no
+contrasting the benchmarks. Reads only the frame of evalsuite.moe.recorder; uses matplotlib's object API (no
 pyplot state), so it works headless and inside notebooks alike."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from evalsuite.router_stats import COLLAPSE_THRESHOLD, summarize
+from evalsuite.moe.stats import COLLAPSE_THRESHOLD, summarize
 
 # Cells are labelled with their value only while they stay legible; figures stay within a screen's
 # width however many experts there are (OLMoE has 64).

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalsuite import __version__
-from evalsuite.argtypes import positive_int
+from evalsuite.benchmarks.table import BENCHMARK_NAMES, BENCHMARKS, BY_NAME
+from evalsuite.cli.argtypes import positive_int
+from evalsuite.compare.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, paired_test
 from evalsuite.errors import CompareError, OutputExistsError
-from evalsuite.fsio import atomic_write_text
+from evalsuite.fsio import atomic_write_text, unique_dir
+from evalsuite.pipeline.rundir import RESULTS_ROOT, staged, utc_stamp
 from evalsuite.results import RunResult, load_run
-from evalsuite.rundir import RESULTS_ROOT, staged, unique_dir, utc_stamp
-from evalsuite.specs import BENCHMARK_NAMES, BENCHMARKS, BY_NAME
-from evalsuite.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, paired_test
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -78,7 +78,7 @@ def find_runs(root: str | Path = RESULTS_ROOT) -> list[Path]:
 
 
 def _name(run: RunResult) -> str:
-    from evalsuite.model import is_local_path
+    from evalsuite.engine.hf import is_local_path
 
     # A local path names the model by its last part; a hub id (owner/name) is kept whole.
     name = Path(run.model.id.rstrip("/")).name if is_local_path(run.model.id) else run.model.id
@@ -199,7 +199,7 @@ class Comparison:
 
     def plot(self, out_dir: str | Path) -> dict[str, Path]:
         """Write the PNG figures into out_dir; returns them by name (scores, radar, deltas, mmlu_subjects)."""
-        from evalsuite import plots
+        from evalsuite.compare import plots
 
         return plots.write_figures(self, Path(out_dir))
 

@@ -10,11 +10,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from evalsuite.card_splice import CardParts, split_card
-from evalsuite.card_table import read_table
+from evalsuite.benchmarks.spec import BenchmarkSpec
+from evalsuite.benchmarks.table import BENCHMARKS
+from evalsuite.card.splice import CardParts, split_card
+from evalsuite.card.table import read_table
 from evalsuite.errors import CardError
 from evalsuite.results import BenchmarkScore, ModelInfo, Provenance, RunResult
-from evalsuite.specs import BENCHMARKS, BenchmarkSpec
 
 if TYPE_CHECKING:
     from huggingface_hub import EvalResult, ModelCard, ModelCardData

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite import __version__
-from evalsuite.data import source_for
+from evalsuite.benchmarks.fewshot import DOC_SHUFFLE_SEED
+from evalsuite.benchmarks.table import select
+from evalsuite.data.sources import source_for
 from evalsuite.errors import ConfigError
-from evalsuite.fewshot import DOC_SHUFFLE_SEED
 from evalsuite.fsio import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from evalsuite.pipeline.rundir import check_output_dir, default_output_dir, staged
 from evalsuite.results import RESULTS_FILE, Provenance, RunResult, samples_path
-from evalsuite.rundir import check_output_dir, default_output_dir, staged
-from evalsuite.specs import select
 
 PACKAGES = ("torch", "transformers", "tokenizers", "lm-eval", "accelerate", "datasets", "huggingface_hub")
 
@@ -56,9 +56,10 @@ def package_versions() -> dict[str, str]:
 
 def run(opts: RunOptions) -> Path:
     """Evaluate and write the run directory; returns its path. Bad input fails before model time."""
-    from evalsuite import card, router
-    from evalsuite.model import ModelOptions, load_model, make_lm
-    from evalsuite.runner import evaluate, no_observer, prepare_all
+    from evalsuite.card.update import render_metrics_table, render_model_index
+    from evalsuite.engine.hf import ModelOptions, load_model, make_lm
+    from evalsuite.moe import recorder as router
+    from evalsuite.pipeline.evaluate import evaluate, no_observer, prepare_all
 
     started = datetime.now(UTC)
     specs = select(opts.benchmarks)
@@ -106,7 +107,7 @@ def run(opts: RunOptions) -> Path:
             provenance=provenance,
             extra=extra,
         )
-        atomic_write_text(stage / "model-index.yaml", card.render_model_index(result))
-        atomic_write_text(stage / "metrics.md", card.render_metrics_table(result))
+        atomic_write_text(stage / "model-index.yaml", render_model_index(result))
+        atomic_write_text(stage / "metrics.md", render_metrics_table(result))
         atomic_write_json(stage / RESULTS_FILE, result.to_dict())  # last: marks the run complete
     return out

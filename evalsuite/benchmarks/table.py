@@ -3,60 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from types import ModuleType
-from typing import Literal
 
+from evalsuite.benchmarks.spec import BenchmarkSpec, CardEntry
 from evalsuite.errors import ConfigError
 from evalsuite.tasks import arc, gsm8k, hellaswag, mmlu, truthfulqa, winogrande
-
-# The 57 `hendrycksTest-<subject>` tasks of v1 = the 57 configs of cais/mmlu.
-MMLU_SUBJECTS: tuple[str, ...] = tuple(
-    """abstract_algebra anatomy astronomy business_ethics clinical_knowledge college_biology
-    college_chemistry college_computer_science college_mathematics college_medicine college_physics
-    computer_security conceptual_physics econometrics electrical_engineering elementary_mathematics
-    formal_logic global_facts high_school_biology high_school_chemistry high_school_computer_science
-    high_school_european_history high_school_geography high_school_government_and_politics
-    high_school_macroeconomics high_school_mathematics high_school_microeconomics high_school_physics
-    high_school_psychology high_school_statistics high_school_us_history high_school_world_history
-    human_aging human_sexuality international_law jurisprudence logical_fallacies machine_learning
-    management marketing medical_genetics miscellaneous moral_disputes moral_scenarios nutrition
-    philosophy prehistory professional_accounting professional_law professional_medicine
-    professional_psychology public_relations security_studies sociology us_foreign_policy virology
-    world_religions""".split()
-)
-
-
-@dataclass(frozen=True)
-class CardEntry:
-    """How the leaderboard wrote this benchmark in a model card (spec model-card.md §1.2)."""
-
-    dataset_type: str
-    config: str | None
-    split: str
-    metric_name: str | None
-
-
-@dataclass(frozen=True)
-class BenchmarkSpec:
-    name: str  # our key, also samples/<name>.jsonl
-    v1_task: str  # the task name in the v1 harness (reference outputs use it)
-    title: str  # the leaderboard's display name, as in the card
-    dataset: str  # Hub dataset id
-    configs: tuple[str, ...]  # one v1 task per config, each with its own shuffle; scores macro-averaged
-    eval_split: str
-    fewshot_split: str | None
-    num_fewshot: int
-    sampling: Literal["random", "first_n"]  # v1: rnd.sample(train, k) per doc, or dev[:k]
-    metric: str
-    columns: tuple[str, ...]  # the dataset columns the prompts read
-    task: ModuleType  # prompt and scoring hooks (evalsuite.taskapi.Task)
-    card: CardEntry
-    binary: bool = True  # the metric is 0/1 per document (paired tests use McNemar); mc2 is continuous
-
-    def splits(self) -> tuple[str, ...]:
-        return (self.eval_split,) + ((self.fewshot_split,) if self.num_fewshot and self.fewshot_split else ())
-
 
 BENCHMARKS: tuple[BenchmarkSpec, ...] = (
     BenchmarkSpec(
@@ -94,7 +44,7 @@ BENCHMARKS: tuple[BenchmarkSpec, ...] = (
         v1_task="mmlu",
         title="MMLU (5-Shot)",
         dataset="cais/mmlu",
-        configs=MMLU_SUBJECTS,
+        configs=mmlu.SUBJECTS,
         eval_split="test",
         fewshot_split="dev",
         num_fewshot=5,

@@ -1,11 +1,10 @@
-"""Typed results: the one place where run files (results.json, samples/*.jsonl) become dataclasses.
+"""The result types: a run's scores, model, provenance and per-document records, with their JSON form.
 
 Scores are fractions in [0, 1] everywhere in the code; percentages exist only in the card and tables.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -125,7 +124,7 @@ class RunResult:
     @property
     def average(self) -> float | None:
         """Mean of the six leaderboard scores; None unless all six are present (never fewer)."""
-        from evalsuite.specs import BENCHMARK_NAMES
+        from evalsuite.benchmarks.table import BENCHMARK_NAMES
 
         if any(name not in self.scores for name in BENCHMARK_NAMES):
             return None
@@ -133,7 +132,7 @@ class RunResult:
 
     @property
     def missing(self) -> list[str]:
-        from evalsuite.specs import BENCHMARK_NAMES
+        from evalsuite.benchmarks.table import BENCHMARK_NAMES
 
         return [name for name in BENCHMARK_NAMES if name not in self.scores]
 
@@ -176,30 +175,6 @@ class RunResult:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise RunDirError(f"{where}: malformed results ({exc!r}); it was not written by evalsuite run") from exc
-
-
-def require_run_dir(run_dir: str | Path) -> Path:
-    """The path, when it is a directory; a one-line RunDirError otherwise."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"{run_dir}: no such run directory; pass a directory written by `evalsuite run`")
-    return run_dir
-
-
-def load_run(run_dir: str | Path) -> RunResult:
-    """Read a complete run directory; a one-line RunDirError when it is not one."""
-    run_dir = require_run_dir(run_dir)
-    results = run_dir / RESULTS_FILE
-    if not results.is_file():
-        raise RunDirError(
-            f"{run_dir}: not a complete run directory (no {RESULTS_FILE}); "
-            "pass a directory written by `evalsuite run`, e.g. results/<model>/<timestamp>"
-        )
-    try:
-        data = json.loads(results.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise RunDirError(f"{results}: not valid JSON ({exc}); the run is damaged, re-run it") from exc
-    return RunResult.from_dict(data, path=run_dir)
 
 
 @dataclass(frozen=True)
@@ -249,15 +224,3 @@ class DocRecord:
     def key(self) -> tuple[str | None, int]:
         """Identifies the document within its benchmark (MMLU doc ids repeat across subjects)."""
         return (self.subject, self.doc_id)
-
-
-def samples_path(run_dir: Path, benchmark: str) -> Path:
-    return Path(run_dir) / SAMPLES_DIR / f"{benchmark}.jsonl"
-
-
-def read_samples(run_dir: str | Path, benchmark: str) -> list[DocRecord]:
-    path = samples_path(Path(run_dir), benchmark)
-    if not path.is_file():
-        raise RunDirError(f"{path}: missing; this run did not evaluate {benchmark!r} or was damaged")
-    with path.open(encoding="utf-8") as fh:
-        return [DocRecord.from_dict(json.loads(line)) for line in fh if line.strip()]

@@ -16,7 +16,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalsuite.card_read import (
+from evalsuite.benchmarks.table import BENCHMARKS
+from evalsuite.card.read import (
     TASK_NAME,
     TASK_TYPE,
     CardWarning,
@@ -28,12 +29,11 @@ from evalsuite.card_read import (
     spec_of,
     warn,
 )
-from evalsuite.card_splice import BOM, put_block, splice_model_index, split_card
-from evalsuite.card_table import render_section, render_table
+from evalsuite.card.splice import BOM, put_block, splice_model_index, split_card
+from evalsuite.card.table import render_section, render_table
 from evalsuite.errors import CardError, ConfigError, OutputExistsError, one_line
 from evalsuite.fsio import atomic_write_bytes, atomic_write_text
 from evalsuite.results import RunResult, load_run
-from evalsuite.specs import BENCHMARKS
 
 if TYPE_CHECKING:
     from huggingface_hub import EvalResult, ModelCard, ModelCardData

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.fsio import atomic_write_bytes
-from evalsuite.router_stats import COLUMNS, ROUTER_FILE, summarize
+from evalsuite.moe.stats import COLUMNS, ROUTER_FILE, summarize
 
 # Config keys that declare routed experts / experts per token, across MoE families (Mixtral, Qwen-MoE,
 # OLMoE, DeepSeek, Hunyuan, ...); the first one present wins.

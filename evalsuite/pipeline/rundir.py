@@ -15,13 +15,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from evalsuite.errors import ConfigError, OutputExistsError
+from evalsuite.fsio import unique_dir
 
 RESULTS_ROOT = Path("results")
 
 
 def model_slug(model: str) -> str:
     """`org/name` -> `org__name` (the leaderboard's details-dataset style); a local dir -> its name."""
-    from evalsuite.model import is_local_path
+    from evalsuite.engine.hf import is_local_path
 
     base = Path(model.rstrip("/")).name if is_local_path(model) else model.replace("/", "__")
     return re.sub(r"[^A-Za-z0-9._-]+", "_", base) or "model"
@@ -29,15 +30,6 @@ def model_slug(model: str) -> str:
 
 def utc_stamp(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-
-
-def unique_dir(base: Path) -> Path:
-    """`base`, or `base-2`, `base-3`, ... when it exists (two runs in the same second never share one)."""
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return candidate
 
 
 def default_output_dir(model: str, root: Path = RESULTS_ROOT, now: datetime | None = None) -> Path:

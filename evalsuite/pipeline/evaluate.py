@@ -1,6 +1,6 @@
 """Runs benchmarks of the table through an lm-eval `LM` and scores them; knows no benchmark by name.
 
-Per benchmark: build each document's requests in v1 order (evalsuite.fewshot), answer them with
+Per benchmark: build each document's requests in v1 order (evalsuite.benchmarks.fewshot), answer them with
 the LM's loglikelihood / generate_until, score each document with its task hooks, and aggregate
 (mean per config, then the unweighted mean over configs: MMLU's macro mean over 57 subjects).
 """
@@ -15,12 +15,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from evalsuite.data import DataSource, load_rows
+from evalsuite.benchmarks.contract import Doc, Request
+from evalsuite.benchmarks.fewshot import context_prefix, v1_schedule
+from evalsuite.benchmarks.spec import BenchmarkSpec
+from evalsuite.data.sources import DataSource, load_rows
 from evalsuite.errors import DataError
-from evalsuite.fewshot import context_prefix, v1_schedule
 from evalsuite.results import BenchmarkScore, DocRecord, RequestRecord
-from evalsuite.specs import BenchmarkSpec
-from evalsuite.taskapi import Doc, Request
 
 if TYPE_CHECKING:
     from lm_eval.api.model import LM

@@ -1,6 +1,6 @@
 """Reading router statistics back: the parquet file of a run, its summary, plots and `evalsuite router-stats`.
 
-The recording side (hooks during `evalsuite run`) is evalsuite.router.
+The recording side (hooks during `evalsuite run`) is evalsuite.moe.recorder.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def summarize(frame: Any) -> dict[str, Any]:
 def plot_run(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
     """PNG figures of a run's routing into out_dir: a layer x expert heatmap per benchmark, and one
     figure contrasting the benchmarks (when there are several). [] for a run without router statistics."""
-    from evalsuite import router_plots
+    from evalsuite.moe import plots as router_plots
 
     if not has_router_stats(require_run_dir(run_dir)):
         return []

@@ -6,7 +6,7 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from evalsuite.specs import BENCHMARK_NAMES, BY_NAME
+from evalsuite.benchmarks.table import BENCHMARK_NAMES, BY_NAME
 
 if TYPE_CHECKING:
     import pandas as pd

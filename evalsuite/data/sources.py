@@ -7,14 +7,13 @@ import functools
 import hashlib
 import io
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from evalsuite.benchmarks.spec import BenchmarkSpec
 from evalsuite.errors import ConfigError, DataError
-from evalsuite.fsio import atomic_write_bytes
-from evalsuite.specs import BenchmarkSpec
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -142,22 +141,3 @@ def load_table(source: DataSource, spec: BenchmarkSpec, config: str, split: str)
 def load_rows(source: DataSource, spec: BenchmarkSpec, config: str, split: str) -> list[Row]:
     rows: list[Row] = load_table(source, spec, config, split).to_pylist()
     return rows
-
-
-def pull(dest: Path, specs: Sequence[BenchmarkSpec], source: DataSource, progress: bool = True) -> list[Path]:
-    """Copy every split the benchmarks read from `source` into `dest` in the offline layout."""
-    import pyarrow.parquet as pq
-    from tqdm.auto import tqdm
-
-    jobs = [(spec, config, split) for spec in specs for config in spec.configs for split in spec.splits()]
-    # Everything is read (and checked) before anything is written: a failure leaves DIR as it was.
-    tables = []
-    with tqdm(jobs, desc="data pull", unit="split", disable=not progress) as bar:
-        for spec, config, split in bar:
-            target = Path(dest) / spec.dataset / config / f"{split}.parquet"
-            tables.append((target, load_table(source, spec, config, split)))
-    for target, table in tables:
-        buf = io.BytesIO()
-        pq.write_table(table, buf)
-        atomic_write_bytes(target, buf.getvalue())
-    return [target for target, _ in tables]

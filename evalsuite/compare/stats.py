@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from evalsuite.benchmarks.spec import BenchmarkSpec
 from evalsuite.errors import CompareError, RunDirError
 from evalsuite.results import DocRecord, RunResult, read_samples
-from evalsuite.specs import BenchmarkSpec
 
 if TYPE_CHECKING:
     import numpy as np

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from evalsuite import __version__
-from evalsuite.argtypes import positive_int
+from evalsuite.benchmarks.table import BENCHMARK_NAMES
+from evalsuite.cli.argtypes import positive_int
 from evalsuite.errors import EvalsuiteError, one_line
-from evalsuite.specs import BENCHMARK_NAMES
 
 
 class UsageError(EvalsuiteError):
@@ -72,8 +72,8 @@ def add_run_command(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from evalsuite.run import RunOptions, run
-    from evalsuite.specs import parse_names
+    from evalsuite.benchmarks.table import parse_names
+    from evalsuite.pipeline.run import RunOptions, run
 
     common = dict(
         output_dir=args.output_dir,
@@ -117,8 +117,9 @@ def add_data_command(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_data_pull(args: argparse.Namespace) -> int:
-    from evalsuite.data import pull, source_for
-    from evalsuite.specs import parse_names, select
+    from evalsuite.benchmarks.table import parse_names, select
+    from evalsuite.data.pull import pull
+    from evalsuite.data.sources import source_for
 
     written = pull(Path(args.dir), select(parse_names(args.benchmarks)), source_for(args.from_dir))
     print(f"wrote {len(written)} files under {args.dir}")
@@ -129,19 +130,19 @@ def cmd_data_pull(args: argparse.Namespace) -> int:
 
 
 def add_card_command(sub: argparse._SubParsersAction) -> None:
-    from evalsuite import card
+    from evalsuite.card import update as card
 
     card.add_parser(sub)
 
 
 def add_compare_command(sub: argparse._SubParsersAction) -> None:
-    from evalsuite import compare
+    from evalsuite.compare import comparison
 
-    compare.add_parser(sub)
+    comparison.add_parser(sub)
 
 
 def add_router_command(sub: argparse._SubParsersAction) -> None:
-    from evalsuite import router_stats
+    from evalsuite.moe import stats as router_stats
 
     router_stats.add_parser(sub)
 

@@ -1,0 +1,7 @@
+"""`python -m evalsuite.cli`: the `evalsuite` command."""
+
+import sys
+
+from evalsuite.cli.main import main
+
+sys.exit(main())

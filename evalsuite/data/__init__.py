@@ -1,0 +1,1 @@
+"""Benchmark data: where rows come from (sources) and offline copies of them (pull)."""

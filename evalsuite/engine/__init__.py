@@ -1,0 +1,1 @@
+"""Model engines: what a backend must answer, and the backends that answer it."""

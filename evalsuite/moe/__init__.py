@@ -1,0 +1,2 @@
+"""Mixture-of-experts router statistics: recorded during a run (recorder), read back and summarised
+(stats), drawn (plots)."""
