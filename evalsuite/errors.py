@@ -38,3 +38,7 @@ class CompareError(EvalsuiteError, ValueError):
 
 class OutputExistsError(EvalsuiteError, FileExistsError):
     """An output path that already holds something evalsuite will not overwrite."""
+
+
+class UsageError(EvalsuiteError):
+    """Bad command-line usage (unknown option, a value of the wrong type); the CLI exits 2."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from evalsuite.benchmarks.contract import Doc, Request, Scored, choice_requests
 from evalsuite.benchmarks.contract import no_description as description
 
@@ -53,6 +51,8 @@ def requests(doc: Doc, prefix: str) -> list[Request]:
 
 def mc2(lls: Sequence[float], labels: Sequence[int]) -> float:
     """v1's mc2, quirk included: everything from the FIRST 0 label on counts as false, even later 1s."""
+    import numpy as np
+
     split_idx = list(labels).index(0)
     p_true = np.exp(np.array(lls[:split_idx]))
     p_false = np.exp(np.array(lls[split_idx:]))
@@ -61,6 +61,8 @@ def mc2(lls: Sequence[float], labels: Sequence[int]) -> float:
 
 
 def score(doc: Doc, responses: Sequence[float]) -> Scored:
+    import numpy as np
+
     n_mc1 = len(doc["mc1_choices"])
     mc1_lls, mc2_lls = responses[:n_mc1], responses[n_mc1:]
     metrics = {

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
 from evalsuite.benchmarks.contract import Doc, Request, Scored
 from evalsuite.benchmarks.contract import no_description as description
 
@@ -56,5 +54,7 @@ def requests(doc: Doc, prefix: str) -> list[Request]:
 
 
 def score(doc: Doc, responses: Sequence[float]) -> Scored:
+    import numpy as np
+
     gold = ANSWER_TO_GOLD[doc["answer"]]
     return Scored({"acc": 1.0 if int(np.argmax(responses)) == gold else 0.0}, {"gold": gold})

@@ -13,7 +13,7 @@ import pytest
 from evalsuite import card
 from evalsuite.benchmarks.table import BENCHMARK_NAMES, BY_NAME
 from evalsuite.cli.main import main
-from evalsuite.compare import compare, find_runs, labels
+from evalsuite.compare import compare, find_runs, labels, write
 from evalsuite.compare.stats import DEFAULT_SEED, paired_bootstrap
 from evalsuite.errors import CompareError
 from evalsuite.fsio import atomic_write_json, atomic_write_jsonl
@@ -315,7 +315,7 @@ def test_missing_run_is_a_one_line_error(two_runs, tmp_path, capsys):
 def test_a_single_run_gets_its_table_and_figures_but_no_paired_test(two_runs, tmp_path):
     cmp = compare(two_runs[:1])
     assert cmp.deltas.empty and cmp.significance.empty
-    out = cmp.write(tmp_path / "one")
+    out = write(cmp, tmp_path / "one")
     assert sorted(p.name for p in out.glob("*.png")) == ["mmlu_subjects.png", "radar.png", "scores.png"]
 
 
@@ -326,7 +326,7 @@ def test_negative_seed_is_refused_by_the_cli(two_runs, capsys):
 
 
 def test_find_runs_skips_earlier_comparisons(two_runs, tmp_path):
-    compare(two_runs, n_resamples=100).write(results_root=tmp_path)
+    write(compare(two_runs, n_resamples=100), results_root=tmp_path)
     assert find_runs(tmp_path) == sorted(two_runs)
 
 
@@ -349,5 +349,5 @@ def test_real_runs_on_the_same_documents_are_paired(tiny_run, tiny_dense_run, tm
         assert sig.loc[name, "delta"] == pytest.approx(published[1] - published[0])
         assert cmp.deltas.loc[cmp.labels[1], name] == pytest.approx(published[1] - published[0])
         assert sig.loc[name, "ci_low"] <= sig.loc[name, "delta"] <= sig.loc[name, "ci_high"]
-    written = cmp.write(tmp_path / "cmp")
+    written = write(cmp, tmp_path / "cmp")
     assert all((written / png).read_bytes().startswith(PNG_MAGIC) for png in FIGURES)

@@ -14,6 +14,7 @@ import pytest
 
 from conftest import GOLDEN, run_cli
 from evalsuite.errors import RunDirError
+from evalsuite.moe import plots as router_plots
 from evalsuite.moe import recorder as router
 from evalsuite.moe import stats as router_stats
 
@@ -414,7 +415,7 @@ def test_no_router_stats_flag_writes_none(tmp_path: Path) -> None:
 def test_dense_model_runs_without_router_statistics(tiny_dense_run: Path, capsys: pytest.CaptureFixture) -> None:
     assert not (tiny_dense_run / router_stats.ROUTER_FILE).exists()
     assert "router" not in json.loads((tiny_dense_run / "results.json").read_text(encoding="utf-8"))
-    assert router_stats.plot_run(tiny_dense_run, tiny_dense_run.parent / "plots") == []
+    assert router_plots.plot_run(tiny_dense_run, tiny_dense_run.parent / "plots") == []
     with pytest.raises(RunDirError, match="no router statistics"):
         router_stats.load_router_stats(tiny_dense_run)
     assert run_cli("router-stats", str(tiny_dense_run)) == 1
@@ -468,7 +469,7 @@ def test_router_stats_command_rejects_a_missing_run(tmp_path: Path, capsys: pyte
 def test_plot_run_writes_a_heatmap_per_benchmark_and_a_contrast(moe_runs: dict[int, Path], tmp_path: Path) -> None:
     import matplotlib.image
 
-    paths = router_stats.plot_run(moe_runs[1], tmp_path / "plots")
+    paths = router_plots.plot_run(moe_runs[1], tmp_path / "plots")
     assert [p.name for p in paths] == ["router_arc.png", "router_truthfulqa.png", "router_benchmarks.png"]
     for path in paths:
         height, width, _ = matplotlib.image.imread(path).shape

@@ -10,8 +10,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
-
 Doc = dict[str, Any]
 
 
@@ -69,6 +67,8 @@ def choice_requests(prefix: str, query: str, choices: Sequence[str], group: str 
 
 def multiple_choice_metrics(lls: Sequence[float], choices: Sequence[str], gold: int) -> dict[str, float]:
     """v1 acc and acc_norm; acc_norm divides by the choice's length in characters (not tokens, not bytes)."""
+    import numpy as np
+
     lls_arr = np.array(lls, dtype=np.float64)
     completion_len = np.array([float(len(c)) for c in choices])
     return {

@@ -6,11 +6,7 @@ The metadata is made by huggingface_hub (EvalResult, ModelCardData, ModelCard); 
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import sys
-import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -25,22 +21,18 @@ from evalsuite.card.read import (
     no_front_matter,
     parse_card,
     read_card,
-    read_text,
     spec_of,
     warn,
 )
-from evalsuite.card.splice import BOM, put_block, splice_model_index, split_card
+from evalsuite.card.splice import put_block, splice_model_index, split_card
 from evalsuite.card.table import render_section, render_table
-from evalsuite.errors import CardError, ConfigError, OutputExistsError, one_line
-from evalsuite.fsio import atomic_write_bytes, atomic_write_text
-from evalsuite.results import RunResult, load_run
+from evalsuite.errors import CardError, ConfigError
+from evalsuite.results import RunResult
 
 if TYPE_CHECKING:
-    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+    from huggingface_hub import EvalResult, ModelCardData
 
 DEFAULT_SOURCE_NAME = "evalsuite"
-BACKUP_SUFFIX = ".bak"
-PUSH_MESSAGE = "Add Open LLM Leaderboard v1 evaluation results (evalsuite)"
 # Result fields huggingface_hub writes once per (task, dataset type, config, split, revision) entry.
 _ENTRY_FIELDS = ("task_name", "dataset_name", "dataset_args", "source_name", "source_url")
 
@@ -275,200 +267,8 @@ def update_card_text(
     return new
 
 
-def backup_path(path: Path) -> Path:
-    return path.with_name(path.name + BACKUP_SUFFIX)
-
-
-def write_card(path: Path, text: str) -> str:
-    """Write atomically, an existing card first copied to `<card>.bak`; returns created/updated/unchanged."""
-    if path.exists():
-        old = path.read_bytes()
-        if old == text.encode("utf-8"):
-            return "unchanged"
-        atomic_write_bytes(backup_path(path), old)
-        atomic_write_text(path, text)
-        return "updated"
-    atomic_write_text(path, text)
-    return "created"
-
-
-# --- the Hub -----------------------------------------------------------------------------------
-
-
-def hub_card(text: str) -> ModelCard:
-    """The ModelCard `--push` uploads: str(card) is `text` byte for byte (ModelCard.content would re-dump
-    every front-matter key, undoing the in-place update)."""
-    from huggingface_hub import ModelCard
-
-    class VerbatimModelCard(ModelCard):
-        @property  # type: ignore[override]
-        def content(self) -> str:
-            return str(self._content)
-
-        @content.setter
-        def content(self, content: str) -> None:
-            ModelCard.content.fset(self, content)  # type: ignore[attr-defined]
-
-    return VerbatimModelCard(text.removeprefix(BOM))
-
-
-def fetch_hub_card(repo_id: str) -> str | None:
-    """The repo's README.md on the Hub, or None when it has none."""
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import RemoteEntryNotFoundError
-
-    try:
-        return Path(hf_hub_download(repo_id, "README.md")).read_text(encoding="utf-8")
-    except RemoteEntryNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise CardError(
-            f"--push {repo_id}: cannot fetch its README.md ({one_line(exc)}); check the repo id, your "
-            "connection and HF_HUB_OFFLINE, or pass --update with a local copy"
-        ) from None
-
-
-def push_card(text: str, repo_id: str, commit_message: str = PUSH_MESSAGE) -> str:
-    """Open a pull request on `repo_id` with the card; returns its URL."""
-    card = hub_card(text)
-    try:
-        info = card.push_to_hub(repo_id, create_pr=True, commit_message=commit_message)
-    except (OSError, ValueError) as exc:
-        raise CardError(
-            f"--push {repo_id}: the Hub refused or could not be reached ({one_line(exc)}); nothing was "
-            "pushed or written: check the repo id, your token and connection"
-        ) from None
-    return str(getattr(info, "pr_url", None) or info)
-
-
-# --- command line ------------------------------------------------------------------------------
-
-DESCRIPTION = """\
-Write the model-card metadata (model-index) and the leaderboard's results table for runs of one model.
-
-Where the card goes:
-  (default)        write or update README.md in the run directory (the newest run's, when several)
-  --update CARD    update an existing card in place (previous version kept as CARD.bak): only
-                   evalsuite's six results and the table between its marker comments change;
-                   running it again with the same runs changes nothing
-  --output PATH    write a new card at PATH (refuses to overwrite); '-' prints it
-  --push REPO_ID   open a pull request with the card on the Hub; the card is --update CARD when
-                   given, else the repo's current README.md updated the same way
-
-Reading a card instead:
-  evalsuite card --from-card README.md [--json]
-"""
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "card",
-        help="write or update a model card with the six results; read a card's published results",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "runs",
-        nargs="*",
-        metavar="RUN",
-        help="run directories of one model (newest result per benchmark wins)",
-    )
-    dest = p.add_mutually_exclusive_group()
-    dest.add_argument("--update", metavar="CARD", help="existing README.md to update in place")
-    dest.add_argument("--output", "-o", metavar="PATH", help="new card to write ('-': print it)")
-    p.add_argument("--source-url", help="source url of each result (model-index `source`); without it, no source")
-    p.add_argument("--source-name", help=f"source name (default {DEFAULT_SOURCE_NAME!r}; needs --source-url)")
-    p.add_argument("--details-url", help="link of the details line (default: the run directory, relative)")
-    p.add_argument("--model-name", help="name in model-index (default: the card's own, else the model's bare name)")
-    p.add_argument("--push", metavar="REPO_ID", help="open a pull request with the card on this Hub model repo")
-    p.add_argument("--from-card", metavar="CARD", help="read this card's published results instead (no RUN)")
-    p.add_argument("--json", action="store_true", help="with --from-card: print the results as JSON")
-    p.set_defaults(func=cmd_card)
-
-
-def _link(run: RunResult, card_dir: Path) -> str:
-    if run.path is None:
-        return "."
-    try:
-        return Path(os.path.relpath(run.path.resolve(), card_dir.resolve())).as_posix()
-    except ValueError:  # another drive
-        return run.path.resolve().as_posix()
-
-
-def _from_card(args: argparse.Namespace) -> int:
-    if args.runs or args.update or args.output or args.push:
-        raise ConfigError("--from-card reads a card: give no RUN, --update, --output or --push with it")
-    run = read_card(args.from_card)
-    if args.json:
-        print(json.dumps(run.to_dict(), indent=2, ensure_ascii=False))
-    else:
-        average = [("Avg.", 100 * run.average)] if run.average is not None else []
-        rows = average + [(s.title, run.scores[s.name].percent) for s in BENCHMARKS if s.name in run.scores]
-        print(f"{run.model.id} (card {args.from_card})")
-        print("\n".join(render_table(rows)))
-        for note in _notes(run):
-            print(note)
-    return 0
-
-
-def _write_card(args: argparse.Namespace) -> int:
-    if not args.runs:
-        raise ConfigError("give one or more run directories (or --from-card CARD to read a card)")
-    if args.json:
-        raise ConfigError("--json goes with --from-card")
-    run, origins = merge_runs([load_run(r) for r in args.runs])
-    target: Path | None
-    if args.update:
-        target = Path(args.update)
-        base = read_text(target, "to write a new card use --output PATH")
-    elif args.output:
-        target = None if args.output == "-" else Path(args.output)
-        if target is not None and target.exists():
-            raise OutputExistsError(f"--output {target}: already exists; use --update {target} to update it")
-        base = None
-    elif args.push:
-        target, base = None, None
-    else:
-        assert run.path is not None  # loaded from a run directory
-        target = run.path / "README.md"
-        base = read_text(target, "") if target.exists() else None
-    if args.push and not args.update:
-        base = fetch_hub_card(args.push)
-    if args.push and not args.details_url:
-        warn("--push without --details-url: the details line links a local run directory, unknown on the Hub")
-    card_dir = target.parent if target is not None else Path.cwd()
-    runs = sorted({id(r): r for r in origins.values()}.values(), key=lambda r: r.provenance.finished_at)
-    details = [args.details_url] if args.details_url else [_link(r, card_dir) for r in runs]
-    where = str(target) if target else (f"README.md of {args.push}" if args.push else "the new card")
-    text = update_card_text(
-        base,
-        run,
-        details=details,
-        source_url=args.source_url,
-        source_name=args.source_name,
-        model_name=args.model_name,
-        where=where,
-    )
-    if args.push:
-        print(f"pull request opened: {push_card(text, args.push)}")
-    if target is None:
-        if not args.push:
-            sys.stdout.write(text)
-        return 0
-    status = write_card(target, text)
-    backup = f" (previous version in {backup_path(target)})" if status == "updated" else ""
-    print(f"card {status}: {target}{backup}")
-    return 0
-
-
-def cmd_card(args: argparse.Namespace) -> int:
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", CardWarning)
-        try:
-            return _from_card(args) if args.from_card else _write_card(args)
-        finally:
-            for w in caught:
-                if issubclass(w.category, CardWarning):
-                    print(f"warning: {w.message}", file=sys.stderr)
-                else:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+def render_card_results(run: RunResult, where: str) -> str:
+    """A card's published results as text: the model, the leaderboard table, then what is missing."""
+    average = [("Avg.", 100 * run.average)] if run.average is not None else []
+    rows = average + [(s.title, run.scores[s.name].percent) for s in BENCHMARKS if s.name in run.scores]
+    return "\n".join([f"{run.model.id} (card {where})", *render_table(rows), *_notes(run)]) + "\n"

@@ -3,7 +3,6 @@ paired significance as pandas DataFrames; `evalsuite compare` prints them or wri
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,18 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from evalsuite import __version__
 from evalsuite.benchmarks.table import BENCHMARK_NAMES, BENCHMARKS, BY_NAME
-from evalsuite.cli.argtypes import positive_int
 from evalsuite.compare.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, paired_test
-from evalsuite.errors import CompareError, OutputExistsError
-from evalsuite.fsio import atomic_write_text, unique_dir
-from evalsuite.pipeline.rundir import RESULTS_ROOT, staged, utc_stamp
+from evalsuite.errors import CompareError
+from evalsuite.pipeline.rundir import RESULTS_ROOT
 from evalsuite.results import RunResult, load_run
 
 if TYPE_CHECKING:
     import pandas as pd
 
 AVERAGE = "average"
-REPORT_FILE = "compare.md"
 COMPARE_DIR = "compare"  # under results/
 # The benchmark whose per-config scores get a drill-down: the one with several configs (MMLU's subjects).
 SUBJECTS_OF = next(spec.name for spec in BENCHMARKS if len(spec.configs) > 1)
@@ -197,25 +193,6 @@ class Comparison:
     significance: pd.DataFrame  # indexed by (model, benchmark); each model against the baseline
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
-    def plot(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write the PNG figures into out_dir; returns them by name (scores, radar, deltas, mmlu_subjects)."""
-        from evalsuite.compare import plots
-
-        return plots.write_figures(self, Path(out_dir))
-
-    def write(self, out_dir: str | Path | None = None, *, results_root: str | Path = RESULTS_ROOT) -> Path:
-        """Write compare.md and the figures into a new directory (default results/compare/<UTC timestamp>)."""
-        final = Path(out_dir) if out_dir else default_output_dir(Path(results_root))
-        if final.exists() and (not final.is_dir() or any(final.iterdir())):
-            raise OutputExistsError(
-                f"{final}: already exists and is not empty (an earlier comparison?); "
-                "choose a new --output-dir or leave it unset for results/compare/<UTC timestamp>"
-            )
-        with staged(final) as stage:
-            figures = self.plot(stage)
-            atomic_write_text(stage / REPORT_FILE, self.to_markdown(figures={k: p.name for k, p in figures.items()}))
-        return final
-
     # Markdown, one section per method so that the notebook can show each one.
 
     def runs_md(self) -> str:
@@ -350,10 +327,6 @@ def compare(
     )
 
 
-def default_output_dir(results_root: Path = RESULTS_ROOT) -> Path:
-    return unique_dir(results_root / COMPARE_DIR / utc_stamp())
-
-
 # --- helpers ------------------------------------------------------------------------------------
 
 
@@ -430,58 +403,3 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]], align_from: 
     rule = ["---:" if align_from is not None and i >= align_from else "---" for i in range(len(header))]
     lines = [header, rule, *rows]
     return "".join("| " + " | ".join(str(c).replace("|", "\\|") for c in line) + " |\n" for line in lines)
-
-
-# --- command line -------------------------------------------------------------------------------
-
-
-def _seed(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a seed; give a whole number, 0 or more")
-    return int(text)
-
-
-def _level(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a confidence level between 0 and 1, e.g. 0.95")
-    return value
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "compare",
-        help="compare runs and published cards: scores, deltas, paired significance, plots",
-        description="Compare runs (and model cards): one row per model with the six scores and the average, "
-        "differences to a baseline, paired significance on the documents both runs evaluated, MMLU per "
-        "subject. Prints the tables; --write also saves compare.md and PNG figures.",
-    )
-    p.add_argument(
-        "sources", nargs="+", metavar="RUN_OR_CARD", help="a run directory, or a model card file (README.md)"
-    )
-    p.add_argument("--baseline", help="the run to compare against: its path or label (default: the first)")
-    p.add_argument(
-        "--write", action="store_true", help="write compare.md and PNGs into results/compare/<UTC timestamp>/"
-    )
-    p.add_argument("--output-dir", help="write into this new directory instead (implies --write; never overwrites)")
-    p.add_argument("--seed", type=_seed, default=DEFAULT_SEED, help=f"bootstrap seed (default {DEFAULT_SEED})")
-    p.add_argument(
-        "--resamples",
-        type=positive_int,
-        default=DEFAULT_RESAMPLES,
-        help=f"bootstrap resamples (default {DEFAULT_RESAMPLES})",
-    )
-    p.add_argument("--confidence", type=_level, default=DEFAULT_CONFIDENCE, help="interval level (default 0.95)")
-    p.set_defaults(func=cmd_compare)
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    cmp = compare(args.sources, args.baseline, seed=args.seed, n_resamples=args.resamples, confidence=args.confidence)
-    print(cmp.to_markdown(subjects=False), end="")
-    if args.write or args.output_dir:
-        out = cmp.write(args.output_dir)
-        print(f"\ncomparison written to {out}")
-    return 0

@@ -9,7 +9,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from evalsuite.moe.stats import COLLAPSE_THRESHOLD, summarize
+from evalsuite.moe.stats import COLLAPSE_THRESHOLD, has_router_stats, load_router_stats, summarize
+from evalsuite.results import require_run_dir
 
 # Cells are labelled with their value only while they stay legible; figures stay within a screen's
 # width however many experts there are (OLMoE has 64).
@@ -168,3 +169,11 @@ def plot_frame(frame: Any, out_dir: Path, title: str = "") -> list[Path]:
     if len(benchmarks) > 1:
         paths.append(plot_contrast(frame, out_dir / "router_benchmarks.png", title))
     return paths
+
+
+def plot_run(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
+    """PNG figures of a run's routing into out_dir: a layer x expert heatmap per benchmark, and one
+    figure contrasting the benchmarks (when there are several). [] for a run without router statistics."""
+    if not has_router_stats(require_run_dir(run_dir)):
+        return []
+    return plot_frame(load_router_stats(run_dir), Path(out_dir), title=Path(run_dir).name)

@@ -1,12 +1,10 @@
-"""Reading router statistics back: the parquet file of a run, its summary, plots and `evalsuite router-stats`.
+"""Reading router statistics back: the parquet file of a run and its summary (figures: evalsuite.moe.plots).
 
 The recording side (hooks during `evalsuite run`) is evalsuite.moe.recorder.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -107,19 +105,6 @@ def summarize(frame: Any) -> dict[str, Any]:
     }
 
 
-def plot_run(run_dir: str | Path, out_dir: str | Path) -> list[Path]:
-    """PNG figures of a run's routing into out_dir: a layer x expert heatmap per benchmark, and one
-    figure contrasting the benchmarks (when there are several). [] for a run without router statistics."""
-    from evalsuite.moe import plots as router_plots
-
-    if not has_router_stats(require_run_dir(run_dir)):
-        return []
-    return router_plots.plot_frame(load_router_stats(run_dir), Path(out_dir), title=Path(run_dir).name)
-
-
-# --- command line --------------------------------------------------------------------------------
-
-
 def _fmt(value: Any, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -144,28 +129,3 @@ def render_summary(summary: dict[str, Any]) -> str:
                 f"{_fmt(row['top1_max_share'], '.1%'):>8}  {' '.join(flags)}".rstrip()
             )
     return "\n".join(lines) + "\n"
-
-
-def cmd_router_stats(args: argparse.Namespace) -> int:
-    summary = summarize(load_router_stats(args.run))
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(render_summary(summary), end="")
-    if args.plots:
-        for path in plot_run(args.run, args.plots):
-            print(f"wrote {path}")
-    return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "router-stats",
-        help="print how an MoE model routed each benchmark's tokens to its experts",
-        description="Summarise the router statistics of a run: per benchmark and layer, load balance "
-        "(normalised entropy, coefficient of variation), most and least used expert, collapsed gates.",
-    )
-    p.add_argument("run", help="run directory written by `evalsuite run`")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.add_argument("--plots", metavar="DIR", help="also write the heatmaps (PNG) into DIR")
-    p.set_defaults(func=cmd_router_stats)

@@ -1,0 +1,106 @@
+"""Where a card goes and what it holds: the runs merged, the base card read (local file, Hub or none),
+updated, then written in place, to a new file, or handed back for printing or a pull request."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from evalsuite.card.hub import fetch_hub_card
+from evalsuite.card.read import read_text, warn
+from evalsuite.card.update import merge_runs, update_card_text
+from evalsuite.errors import ConfigError, OutputExistsError
+from evalsuite.fsio import atomic_write_bytes, atomic_write_text
+from evalsuite.results import RunResult, load_run
+
+BACKUP_SUFFIX = ".bak"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CardRequest:
+    """What `evalsuite card` was asked for (every option there, typed)."""
+
+    runs: tuple[str, ...]  # run directories of one model; the newest result per benchmark wins
+    update: Path | None = None  # an existing card to update in place
+    output: Path | None = None  # a new card to write (refuses to overwrite)
+    to_stdout: bool = False  # hand the card back for printing instead of writing it
+    push: str | None = None  # a Hub repo id to open a pull request on
+    source_url: str | None = None
+    source_name: str | None = None
+    details_url: str | None = None
+    model_name: str | None = None
+
+
+@dataclass(frozen=True)
+class CardPlan:
+    """The updated card text and where it goes: `target` None means print it or push it."""
+
+    text: str
+    target: Path | None
+
+
+def backup_path(path: Path) -> Path:
+    return path.with_name(path.name + BACKUP_SUFFIX)
+
+
+def write_card(path: Path, text: str) -> str:
+    """Write atomically, an existing card first copied to `<card>.bak`; returns created/updated/unchanged."""
+    if path.exists():
+        old = path.read_bytes()
+        if old == text.encode("utf-8"):
+            return "unchanged"
+        atomic_write_bytes(backup_path(path), old)
+        atomic_write_text(path, text)
+        return "updated"
+    atomic_write_text(path, text)
+    return "created"
+
+
+def _link(run: RunResult, card_dir: Path) -> str:
+    if run.path is None:
+        return "."
+    try:
+        return Path(os.path.relpath(run.path.resolve(), card_dir.resolve())).as_posix()
+    except ValueError:  # another drive
+        return run.path.resolve().as_posix()
+
+
+def plan_card(req: CardRequest) -> CardPlan:
+    """The card text for the request and its target; nothing is written (bad input fails here)."""
+    if not req.runs:
+        raise ConfigError("give one or more run directories (or --from-card CARD to read a card)")
+    run, origins = merge_runs([load_run(r) for r in req.runs])
+    target: Path | None
+    if req.update:
+        target = req.update
+        base = read_text(target, "to write a new card use --output PATH")
+    elif req.output or req.to_stdout:
+        target = req.output
+        if target is not None and target.exists():
+            raise OutputExistsError(f"--output {target}: already exists; use --update {target} to update it")
+        base = None
+    elif req.push:
+        target, base = None, None
+    else:
+        assert run.path is not None  # loaded from a run directory
+        target = run.path / "README.md"
+        base = read_text(target, "") if target.exists() else None
+    if req.push and not req.update:
+        base = fetch_hub_card(req.push)
+    if req.push and not req.details_url:
+        warn("--push without --details-url: the details line links a local run directory, unknown on the Hub")
+    card_dir = target.parent if target is not None else Path.cwd()
+    runs = sorted({id(r): r for r in origins.values()}.values(), key=lambda r: r.provenance.finished_at)
+    details = [req.details_url] if req.details_url else [_link(r, card_dir) for r in runs]
+    where = str(target) if target else (f"README.md of {req.push}" if req.push else "the new card")
+    text = update_card_text(
+        base,
+        run,
+        details=details,
+        source_url=req.source_url,
+        source_name=req.source_name,
+        model_name=req.model_name,
+        where=where,
+    )
+    return CardPlan(text, target)

@@ -1,0 +1,114 @@
+"""`evalsuite card`: write or update a model card from runs, or read a card's published results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from evalsuite.card.update import DEFAULT_SOURCE_NAME
+
+DESCRIPTION = """\
+Write the model-card metadata (model-index) and the leaderboard's results table for runs of one model.
+
+Where the card goes:
+  (default)        write or update README.md in the run directory (the newest run's, when several)
+  --update CARD    update an existing card in place (previous version kept as CARD.bak): only
+                   evalsuite's six results and the table between its marker comments change;
+                   running it again with the same runs changes nothing
+  --output PATH    write a new card at PATH (refuses to overwrite); '-' prints it
+  --push REPO_ID   open a pull request with the card on the Hub; the card is --update CARD when
+                   given, else the repo's current README.md updated the same way
+
+Reading a card instead:
+  evalsuite card --from-card README.md [--json]
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "card",
+        help="write or update a model card with the six results; read a card's published results",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "runs",
+        nargs="*",
+        metavar="RUN",
+        help="run directories of one model (newest result per benchmark wins)",
+    )
+    dest = p.add_mutually_exclusive_group()
+    dest.add_argument("--update", metavar="CARD", help="existing README.md to update in place")
+    dest.add_argument("--output", "-o", metavar="PATH", help="new card to write ('-': print it)")
+    p.add_argument("--source-url", help="source url of each result (model-index `source`); without it, no source")
+    p.add_argument("--source-name", help=f"source name (default {DEFAULT_SOURCE_NAME!r}; needs --source-url)")
+    p.add_argument("--details-url", help="link of the details line (default: the run directory, relative)")
+    p.add_argument("--model-name", help="name in model-index (default: the card's own, else the model's bare name)")
+    p.add_argument("--push", metavar="REPO_ID", help="open a pull request with the card on this Hub model repo")
+    p.add_argument("--from-card", metavar="CARD", help="read this card's published results instead (no RUN)")
+    p.add_argument("--json", action="store_true", help="with --from-card: print the results as JSON")
+    p.set_defaults(func=cmd_card)
+
+
+def _from_card(args: argparse.Namespace) -> int:
+    from evalsuite.card.read import read_card
+    from evalsuite.card.update import render_card_results
+    from evalsuite.errors import ConfigError
+
+    if args.runs or args.update or args.output or args.push:
+        raise ConfigError("--from-card reads a card: give no RUN, --update, --output or --push with it")
+    run = read_card(args.from_card)
+    if args.json:
+        print(json.dumps(run.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(render_card_results(run, args.from_card), end="")
+    return 0
+
+
+def _write_card(args: argparse.Namespace) -> int:
+    from evalsuite.card.hub import push_card
+    from evalsuite.card.publish import CardRequest, backup_path, plan_card, write_card
+    from evalsuite.errors import ConfigError
+
+    if args.json:
+        raise ConfigError("--json goes with --from-card")
+    request = CardRequest(
+        runs=tuple(args.runs),
+        update=Path(args.update) if args.update else None,
+        output=Path(args.output) if args.output and args.output != "-" else None,
+        to_stdout=args.output == "-",
+        push=args.push,
+        source_url=args.source_url,
+        source_name=args.source_name,
+        details_url=args.details_url,
+        model_name=args.model_name,
+    )
+    plan = plan_card(request)
+    if args.push:
+        print(f"pull request opened: {push_card(plan.text, args.push)}")
+    if plan.target is None:
+        if not args.push:
+            sys.stdout.write(plan.text)
+        return 0
+    status = write_card(plan.target, plan.text)
+    backup = f" (previous version in {backup_path(plan.target)})" if status == "updated" else ""
+    print(f"card {status}: {plan.target}{backup}")
+    return 0
+
+
+def cmd_card(args: argparse.Namespace) -> int:
+    from evalsuite.card.read import CardWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CardWarning)
+        try:
+            return _from_card(args) if args.from_card else _write_card(args)
+        finally:
+            for w in caught:
+                if issubclass(w.category, CardWarning):
+                    print(f"warning: {w.message}", file=sys.stderr)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)

@@ -1,0 +1,109 @@
+"""The package's shape: no import cycles, a light `--help`, every subpackage shipped."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "transformers", "lm_eval", "numpy")
+
+
+def _modules() -> dict[str, Path]:
+    """Every module of the installed package by dotted name; tasks/ is evalsuite.tasks."""
+    found = {}
+    for base, prefix in ((ROOT / "evalsuite", "evalsuite"), (ROOT / "tasks", "evalsuite.tasks")):
+        for path in base.rglob("*.py"):
+            parts = path.relative_to(base).with_suffix("").parts
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            found[".".join((prefix, *parts))] = path
+    return found
+
+
+def import_graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """module -> the evalsuite modules it imports anywhere in its text (top level, in functions, under
+    TYPE_CHECKING: a cycle of any of them is a cycle in the design)."""
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        is_package = path.name == "__init__.py"
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:  # relative: resolve against this module's package
+                    pkg = name.split(".") if is_package else name.split(".")[:-1]
+                    base = ".".join(pkg[: len(pkg) - node.level + 1] + ([node.module] if node.module else []))
+                else:
+                    base = node.module or ""
+                # `from pkg import mod` imports the module pkg.mod; `from mod import name` the module mod
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names]
+            edges |= {t for t in targets if t in modules and t != name}
+        graph[name] = edges
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as [a, b, ..., a], or None (depth-first search, three colours)."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt) :] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_no_import_cycle_among_evalsuite_modules() -> None:
+    graph = import_graph(_modules())
+    assert len(graph) > 40 and graph["evalsuite.pipeline.run"], "the graph must hold the real package"
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+
+
+def test_the_cycle_finder_sees_a_cycle_through_a_function_level_import() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["data", "pull"], ["card"], ["compare"], ["router-stats"]])
+def test_help_imports_no_heavy_library(command: list[str]) -> None:
+    code = (
+        "import json, sys\n"
+        "from evalsuite.cli.main import main\n"
+        "try:\n"
+        f"    main({command + ['--help']!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "usage: evalsuite" in done.stdout
+    assert json.loads(done.stdout.splitlines()[-1]) == []
+
+
+def test_every_package_under_evalsuite_ships() -> None:
+    declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    present = {"evalsuite.tasks"} | {
+        ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "evalsuite").rglob("__init__.py")
+    }
+    assert declared == present
