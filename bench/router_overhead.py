@@ -52,19 +52,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from evalsuite.benchmarks.table import parse_names, select
     from evalsuite.data.sources import source_for
-    from evalsuite.engine.hf import ModelOptions, load_model, make_lm
+    from evalsuite.engine import BackendOptions, load_backend
     from evalsuite.moe import recorder as router
     from evalsuite.pipeline.evaluate import evaluate, prepare_all
 
     specs = select(parse_names(args.benchmarks))
     prepared = prepare_all(specs, source_for(args.data_dir), args.limit)
-    model, tokenizer, info = load_model(
-        ModelOptions(args.model, dtype=args.dtype, device=args.device, batch_size=args.batch_size)
+    backend = load_backend(
+        BackendOptions(model=args.model, dtype=args.dtype, device=args.device, batch_size=args.batch_size)
     )
-    if not router.is_moe(model):
+    model, lm, info = backend.module, backend.lm, backend.info
+    if model is None or not router.is_moe(model):
         print(f"error: {args.model} is not an MoE model; nothing to measure", file=sys.stderr)
         return 1
-    lm = make_lm(model, tokenizer, info)
 
     def timed(with_router: bool) -> tuple[float, float]:
         """(wall-clock, CPU) seconds of one evaluation. evaluate() turns every answer into Python
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         recorder = router.RouterRecorder(model) if with_router else None
         wall, cpu = time.perf_counter(), time.process_time()
         observer = recorder.track if recorder else _no_observer
-        evaluate(lm, specs, prepared, batch_size=args.batch_size, progress=False, observer=observer)
+        evaluate(lm, specs, prepared, progress=False, observer=observer)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         if recorder is not None:
             recorder.close()

@@ -33,15 +33,15 @@ def main(argv: list[str] | None = None) -> int:
 
     from evalsuite.benchmarks.table import parse_names, select
     from evalsuite.data.sources import source_for
-    from evalsuite.engine.hf import ModelOptions, load_model, make_lm
+    from evalsuite.engine import BackendOptions, load_backend
     from evalsuite.pipeline.evaluate import evaluate, prepare_all
 
     specs = select(parse_names(args.benchmarks))
     prepared = prepare_all(specs, source_for(args.data_dir), args.limit)
-    model, tokenizer, info = load_model(
-        ModelOptions(args.model, dtype=args.dtype, device=args.device, batch_size=args.batch_size)
+    backend = load_backend(
+        BackendOptions(model=args.model, dtype=args.dtype, device=args.device, batch_size=args.batch_size)
     )
-    lm = make_lm(model, tokenizer, info)
+    lm, info = backend.lm, backend.info
     times: dict[str, float] = {}
 
     @contextlib.contextmanager
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         yield
         times[name] = time.perf_counter() - start
 
-    evaluate(lm, specs, prepared, batch_size=args.batch_size, progress=False, observer=timer)
+    evaluate(lm, specs, prepared, progress=False, observer=timer)
     print(f"{info.id} on {','.join(info.devices)}, {info.dtype}, batch size {args.batch_size}")
     print(f"{'benchmark':<11} {'docs':>6} {'requests':>9} {'ctx tokens':>11} {'seconds':>8} {'req/s':>8} {'tok/s':>9}")
     for spec in specs:

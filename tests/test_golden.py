@@ -68,11 +68,11 @@ def test_the_six_scores_equal_the_v1_harness(golden_run: tuple[str, Path]) -> No
 def test_no_bos_token_is_added(golden_run: tuple[str, Path]) -> None:
     # The reference tokenizer adds <s> by default; v1 never did. The manifest's self-check holds the
     # sum of log-probs of a text without BOS, computed when the reference model was made.
-    from evalsuite.engine.hf import ModelOptions, load_model, make_lm
+    from evalsuite.engine import BackendOptions, load_backend
 
     model_name, _ = golden_run
     manifest = json.loads((GOLDEN / "models" / model_name / "anchor_manifest.json").read_text())
-    model, tokenizer, info = load_model(ModelOptions(str(GOLDEN / "models" / model_name), device="cpu"))
+    lm = load_backend(BackendOptions(model=str(GOLDEN / "models" / model_name), device="cpu")).lm
+    tokenizer = lm.tokenizer
     assert tokenizer(manifest["selfcheck_text"])["input_ids"][0] == tokenizer.bos_token_id  # adds BOS by default
-    lm = make_lm(model, tokenizer, info)
     assert lm.tok_encode(manifest["selfcheck_text"]) == manifest["selfcheck_ids_no_bos"]

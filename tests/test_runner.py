@@ -35,10 +35,10 @@ def doc(subject: str | None, doc_id: int, **metrics: float) -> DocRecord:
 class LetterBLM:
     """Stands in for the model: prefers the continuation " B", and answers every GSM8k prompt with 1234."""
 
-    def loglikelihood(self, instances: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+    def loglikelihood(self, instances: list[Any]) -> list[tuple[float, bool]]:
         return [(0.0 if inst.args[1] == " B" else -1.0, False) for inst in instances]
 
-    def generate_until(self, instances: list[Any], disable_tqdm: bool = False) -> list[str]:
+    def generate_until(self, instances: list[Any]) -> list[str]:
         return [" so the total is\n#### 1,234" for _ in instances]
 
 
@@ -154,17 +154,18 @@ def test_evaluate_scores_generations_with_the_extracted_answer(tmp_path: Path):
 
 @pytest.mark.slow
 def test_batch_size_4_gives_the_same_choices_as_batch_size_1(golden_dir: Path, golden_source: LocalDirSource):
-    from evalsuite.engine.hf import ModelOptions, load_model, make_lm
+    from evalsuite.engine import BackendOptions, load_backend
 
     specs = [BY_NAME[n] for n in ("arc", "hellaswag", "truthfulqa", "winogrande")] + [
         dataclasses.replace(BY_NAME["mmlu"], configs=("anatomy", "high_school_us_history"))
     ]
     prepared = {spec.name: prepare(spec, golden_source, limit=2) for spec in specs}
-    model, tokenizer, info = load_model(ModelOptions(str(golden_dir / "models" / "tiny-moe"), device="cpu"))
+    model = str(golden_dir / "models" / "tiny-moe")
     runs = {}
     for batch_size in (1, 4):
-        lm = make_lm(model, tokenizer, dataclasses.replace(info, batch_size=batch_size))
-        runs[batch_size] = evaluate(lm, specs, prepared, batch_size=batch_size, progress=False)
+        backend = load_backend(BackendOptions(model=model, device="cpu", batch_size=batch_size))
+        assert backend.info.batch_size == batch_size
+        runs[batch_size] = evaluate(backend.lm, specs, prepared, progress=False)
 
     for spec in specs:
         for one, four in zip(runs[1][spec.name].docs, runs[4][spec.name].docs, strict=True):

@@ -1,8 +1,5 @@
-"""Model loading: transformers AutoModelForCausalLM placed by accelerate, wrapped in lm-eval's HFLM.
-
-The backend is a replaceable part: the runner only needs an lm-eval `LM` (loglikelihood and
-generate_until); `load_lm` is the one place that decides which `LM` that is.
-"""
+"""The "hf" backend: transformers AutoModelForCausalLM placed by accelerate, wrapped in lm-eval's HFLM
+as v1 ran it (the contract it fulfils: evalsuite.engine.base)."""
 
 from __future__ import annotations
 
@@ -10,34 +7,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evalsuite.engine.base import BackendOptions
 from evalsuite.errors import ConfigError, ModelError, one_line
 from evalsuite.results import ModelInfo
 
 if TYPE_CHECKING:
     from lm_eval.api.model import LM
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEFAULT_MAX_LENGTH = 2048  # v1's fallback when neither config nor tokenizer gives a length
 _HUGE = 10**12  # tokenizers report an "infinite" model_max_length with a huge sentinel
+LOGLIKELIHOOD_PART = 32  # batches per HFLM loglikelihood call (see make_lm)
 
 
 @dataclass(frozen=True)
-class ModelOptions:
-    model: str
-    revision: str | None = None
-    dtype: str = "auto"  # auto: the config's torch_dtype on GPU, float32 on CPU
-    device: str = "auto"  # auto: all visible GPUs (device_map="auto"), else CPU
-    batch_size: int = 1  # 1 reproduces v1 numerics exactly (no padding)
-    trust_remote_code: bool = False
-    threads: int | None = None  # torch intra-op CPU threads; None: torch's default
+class HFBackend:
+    """A loaded transformers model behind lm-eval's HFLM (a Backend)."""
 
-    def __post_init__(self) -> None:
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"--threads {self.threads} must be a positive integer")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"--dtype {self.dtype!r} is not supported; use one of {', '.join(DTYPES)}")
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size {self.batch_size} must be a positive integer")
+    lm: LM
+    info: ModelInfo
+    module: Any  # the transformers model, for router statistics
 
 
 def is_local_path(model: str) -> bool:
@@ -45,7 +33,7 @@ def is_local_path(model: str) -> bool:
     return model.startswith((".", "/", "~")) or model.rstrip("/").count("/") > 1 or Path(model).expanduser().exists()
 
 
-def resolve_model_dir(opts: ModelOptions) -> tuple[Path, str | None]:
+def resolve_model_dir(opts: BackendOptions) -> tuple[Path, str | None]:
     """A local directory holding the model, and the Hub commit it came from (None for local models)."""
     local = Path(opts.model).expanduser()
     if is_local_path(opts.model):
@@ -120,7 +108,17 @@ def _placement(device: str) -> tuple[Any, bool]:
     raise ConfigError(f"--device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
 
 
-def load_model(opts: ModelOptions) -> tuple[Any, Any, ModelInfo]:
+def load(opts: BackendOptions) -> HFBackend:
+    """Load the model and tokenizer and wrap them as v1 ran (the one entry point of this backend)."""
+    model, tokenizer, info = load_model(opts)
+    return HFBackend(
+        lm=make_lm(model, tokenizer, batch_size=opts.batch_size, max_length=info.max_length or DEFAULT_MAX_LENGTH),
+        info=info,
+        module=model,
+    )
+
+
+def load_model(opts: BackendOptions) -> tuple[Any, Any, ModelInfo]:
     """Load the transformers model and tokenizer; returns them with the ModelInfo to record."""
     import transformers
 
@@ -165,29 +163,49 @@ def load_model(opts: ModelOptions) -> tuple[Any, Any, ModelInfo]:
         dtype=str(dtype).replace("torch.", ""),
         devices=tuple(devices),
         batch_size=opts.batch_size,
-        max_length=v1_max_length(config, tokenizer),
+        max_length=opts.max_length or v1_max_length(config, tokenizer),
         num_parameters=sum(p.numel() for p in model.parameters()),
     )
     return model, tokenizer, info
 
 
-def make_lm(model: Any, tokenizer: Any, info: ModelInfo) -> LM:
+def _in_parts(method: Any, requests: list[Any], size: int, disable_tqdm: bool) -> list[Any]:
+    out: list[Any] = []
+    for start in range(0, len(requests), size):
+        out += method(requests[start : start + size], disable_tqdm=disable_tqdm)
+    return out
+
+
+def make_lm(model: Any, tokenizer: Any, *, batch_size: int, max_length: int) -> LM:
     """lm-eval's HF model class, set up as v1 ran: no BOS, batch 1 by default, v1's max length."""
     import logging
 
     from lm_eval.models.huggingface import HFLM
+
+    class BatchedHFLM(HFLM):  # type: ignore[misc]
+        """HFLM answering each call in parts of a fixed size, without a progress bar of its own (the
+        pipeline shows one per benchmark). HFLM sorts a call by length and computes requests that share
+        a context once, so the parts decide the batches and forward passes, which router statistics
+        count: parts of LOGLIKELIHOOD_PART batches, and one batch per generate call, whatever size of
+        call the pipeline makes."""
+
+        def loglikelihood(self, requests: Any, disable_tqdm: bool = True) -> Any:
+            return _in_parts(super().loglikelihood, requests, LOGLIKELIHOOD_PART * batch_size, disable_tqdm)
+
+        def generate_until(self, requests: Any, disable_tqdm: bool = True) -> Any:
+            return _in_parts(super().generate_until, requests, batch_size, disable_tqdm)
 
     # HFLM warns that a pre-loaded model ignores its loading options: intended, we load it ourselves.
     lm_eval_logger = logging.getLogger("lm_eval")
     level = lm_eval_logger.level
     lm_eval_logger.setLevel(logging.ERROR)
     try:
-        return HFLM(
+        return BatchedHFLM(
             pretrained=model,
             tokenizer=tokenizer,
             backend="causal",
-            batch_size=info.batch_size or 1,
-            max_length=info.max_length,
+            batch_size=batch_size,
+            max_length=max_length,
             add_bos_token=False,  # v1 never added a BOS token; lm-eval >= 0.4.9.2 would for Llama tokenizers
         )
     finally:

@@ -25,9 +25,9 @@ from evalsuite.results import BenchmarkScore, DocRecord, RequestRecord
 if TYPE_CHECKING:
     from lm_eval.api.model import LM
 
-# How many requests go to the LM per call: large enough for its length-sorted batching, small
-# enough for a smooth progress bar.
-CHUNK_PER_BATCH = 32
+# Requests per call to the LM, by request type, for a smooth progress bar only: the backend batches
+# (and may split) each call as it likes. Generations are slow, so fewer go in one call.
+REQUESTS_PER_CALL = {"loglikelihood": 256, "generate_until": 16}
 
 Observer = Callable[[str], AbstractContextManager[Any]]
 
@@ -85,7 +85,7 @@ def prepare(spec: BenchmarkSpec, source: DataSource, limit: int | None = None) -
     return prepared
 
 
-def answer(lm: LM, requests: Sequence[Request], batch_size: int, progress: Any) -> list[Any]:
+def answer(lm: LM, requests: Sequence[Request], progress: Any) -> list[Any]:
     """Responses in request order: a float log-likelihood or a generated string per request."""
     from lm_eval.api.instance import Instance
 
@@ -93,16 +93,15 @@ def answer(lm: LM, requests: Sequence[Request], batch_size: int, progress: Any) 
     for i, req in enumerate(requests):
         by_type[req.request_type].append(i)
     responses: list[Any] = [None] * len(requests)
-    chunk = max(1, batch_size * CHUNK_PER_BATCH)
     for request_type, indices in by_type.items():
         method = getattr(lm, request_type)
-        step = chunk if request_type == "loglikelihood" else batch_size
+        step = REQUESTS_PER_CALL[request_type]
         for start in range(0, len(indices), step):
             part = indices[start : start + step]
             instances = [
                 Instance(request_type=request_type, doc={}, arguments=requests[i].arguments, idx=0) for i in part
             ]
-            for i, out in zip(part, method(instances, disable_tqdm=True), strict=True):
+            for i, out in zip(part, method(instances), strict=True):
                 # loglikelihood answers (logprob, is_greedy); generate_until answers the cut text
                 responses[i] = float(out[0]) if request_type == "loglikelihood" else out
             progress.update(len(part))
@@ -185,7 +184,6 @@ def evaluate(
     specs: Sequence[BenchmarkSpec],
     prepared: dict[str, list[PreparedDoc]],
     *,
-    batch_size: int = 1,
     progress: bool = True,
     observer: Observer = no_observer,
 ) -> dict[str, BenchmarkOutcome]:
@@ -198,7 +196,7 @@ def evaluate(
         flat = [req for item in items for req in item.requests]
         bar = tqdm(total=len(flat), desc=f"{spec.name:<10}", unit="req", disable=not progress)
         with bar, observer(spec.name):
-            responses = answer(lm, flat, batch_size, bar)
+            responses = answer(lm, flat, bar)
         records, pos = [], 0
         for item in items:
             n = len(item.requests)

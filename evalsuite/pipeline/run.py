@@ -33,6 +33,7 @@ class RunOptions:
     revision: str | None = None
     dtype: str = "auto"
     device: str = "auto"
+    backend: str = "hf"  # a name of evalsuite.engine.BACKENDS
     batch_size: int = 1
     trust_remote_code: bool = False
     threads: int | None = None
@@ -57,26 +58,35 @@ def package_versions() -> dict[str, str]:
 def run(opts: RunOptions) -> Path:
     """Evaluate and write the run directory; returns its path. Bad input fails before model time."""
     from evalsuite.card.update import render_metrics_table, render_model_index
-    from evalsuite.engine.hf import ModelOptions, load_model, make_lm
+    from evalsuite.engine import BackendOptions, load_backend
     from evalsuite.moe import recorder as router
     from evalsuite.pipeline.evaluate import evaluate, no_observer, prepare_all
 
     started = datetime.now(UTC)
     specs = select(opts.benchmarks)
-    model_opts = ModelOptions(
-        opts.model, opts.revision, opts.dtype, opts.device, opts.batch_size, opts.trust_remote_code, opts.threads
+    backend_opts = BackendOptions(
+        model=opts.model,
+        backend=opts.backend,
+        revision=opts.revision,
+        dtype=opts.dtype,
+        device=opts.device,
+        batch_size=opts.batch_size,
+        trust_remote_code=opts.trust_remote_code,
+        threads=opts.threads,
     )
     out = Path(opts.output_dir) if opts.output_dir else default_output_dir(opts.model)
     check_output_dir(out)
     source = source_for(opts.data_dir)
     prepared = prepare_all(specs, source, opts.limit)
 
-    model, tokenizer, info = load_model(model_opts)
-    lm = make_lm(model, tokenizer, info)
-    recorder = router.RouterRecorder(model) if opts.router_stats and router.is_moe(model) else None
+    backend = load_backend(backend_opts)
+    model = backend.module
+    recorder = (
+        router.RouterRecorder(model) if opts.router_stats and model is not None and router.is_moe(model) else None
+    )
     observer: Any = recorder.track if recorder else no_observer
     try:
-        outcomes = evaluate(lm, specs, prepared, batch_size=opts.batch_size, progress=opts.progress, observer=observer)
+        outcomes = evaluate(backend.lm, specs, prepared, progress=opts.progress, observer=observer)
     except BaseException:
         if recorder is not None:
             recorder.close()
@@ -102,7 +112,7 @@ def run(opts: RunOptions) -> Path:
             extra["router"] = recorder.write(stage)
             recorder.close()
         result = RunResult(
-            model=info,
+            model=backend.info,
             scores={name: o.score for name, o in outcomes.items()},
             provenance=provenance,
             extra=extra,
