@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from evalsuite.benchmarks.spec import BenchmarkSpec
 from evalsuite.errors import CompareError, RunDirError
 from evalsuite.results import DocRecord, RunResult, read_samples
+from evalsuite.scoring import macro_mean
 
 if TYPE_CHECKING:
     import numpy as np
@@ -193,8 +194,8 @@ def paired_test(
         benchmark=spec.name,
         metric=spec.metric,
         n_docs=len(pairs),
-        score_a=_score(va, strata),
-        score_b=_score(vb, strata),
+        score_a=macro_mean(va, strata),
+        score_b=macro_mean(vb, strata),
         delta=delta,
         ci_low=low,
         ci_high=high,
@@ -202,13 +203,3 @@ def paired_test(
         only_a=only_a,
         only_b=only_b,
     )
-
-
-def _score(values: Sequence[float], strata: Sequence[str | None] | None) -> float:
-    """The leaderboard score from per-doc values: the mean, or the macro mean over strata."""
-    if strata is None:
-        return sum(values) / len(values)
-    groups: dict[str | None, list[float]] = {}
-    for v, s in zip(values, strata, strict=True):
-        groups.setdefault(s, []).append(v)
-    return sum(sum(g) / len(g) for g in groups.values()) / len(groups)

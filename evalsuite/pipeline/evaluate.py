@@ -8,7 +8,6 @@ the LM's loglikelihood / generate_until, score each document with its task hooks
 from __future__ import annotations
 
 import contextlib
-import math
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
@@ -21,6 +20,7 @@ from evalsuite.benchmarks.spec import BenchmarkSpec
 from evalsuite.data.sources import DataSource, load_rows
 from evalsuite.errors import DataError
 from evalsuite.results import BenchmarkScore, DocRecord, RequestRecord
+from evalsuite.scoring import macro_stderr, mean, stderr
 
 if TYPE_CHECKING:
     from lm_eval.api.model import LM
@@ -132,34 +132,21 @@ def score_doc(spec: BenchmarkSpec, item: PreparedDoc, responses: Sequence[Any]) 
     )
 
 
-def _mean(xs: Sequence[float]) -> float:
-    return sum(xs) / len(xs)  # as v1 (lm_eval.metrics.mean): plain sum, for identical bits
-
-
-def _stderr(xs: Sequence[float]) -> float | None:
-    """Standard error of the mean with the sample standard deviation, as lm-eval and v1 report it."""
-    if len(xs) < 2:
-        return None
-    mu = _mean(xs)
-    return math.sqrt(math.fsum((x - mu) ** 2 for x in xs) / (len(xs) - 1)) / math.sqrt(len(xs))
-
-
 def aggregate(spec: BenchmarkSpec, docs: Sequence[DocRecord]) -> BenchmarkScore:
     """Mean per config, then the unweighted mean over configs (one config: the plain mean)."""
     by_config: dict[str | None, list[DocRecord]] = defaultdict(list)
     for d in docs:
         by_config[d.subject].append(d)
     metric_names = list(docs[0].metrics)
-    per_config = {cfg: {m: _mean([d.metrics[m] for d in ds]) for m in metric_names} for cfg, ds in by_config.items()}
-    metrics = {m: _mean([pc[m] for pc in per_config.values()]) for m in metric_names}
-    errors = [_stderr([d.metrics[spec.metric] for d in ds]) for ds in by_config.values()]
-    stderr = None if any(e is None for e in errors) else math.sqrt(math.fsum(e * e for e in errors if e)) / len(errors)
+    per_config = {cfg: {m: mean([d.metrics[m] for d in ds]) for m in metric_names} for cfg, ds in by_config.items()}
+    metrics = {m: mean([pc[m] for pc in per_config.values()]) for m in metric_names}
+    error = macro_stderr([stderr([d.metrics[spec.metric] for d in ds]) for ds in by_config.values()])
     subscores = {str(cfg): pc[spec.metric] for cfg, pc in per_config.items()} if len(spec.configs) > 1 else {}
     return BenchmarkScore(
         benchmark=spec.name,
         metric=spec.metric,
         value=metrics[spec.metric],
-        stderr=stderr,
+        stderr=error,
         n_docs=len(docs),
         num_fewshot=spec.num_fewshot,
         metrics=metrics,

@@ -123,22 +123,17 @@ class RunResult:
 
     @property
     def average(self) -> float | None:
-        """Mean of the six leaderboard scores; None unless all six are present (never fewer)."""
-        from evalsuite.benchmarks.table import BENCHMARK_NAMES
+        """The leaderboard average (evalsuite.scoring); None unless all its benchmarks are present."""
+        from evalsuite.scoring import leaderboard_average
 
-        if any(name not in self.scores for name in BENCHMARK_NAMES):
-            return None
-        return sum(self.scores[name].value for name in BENCHMARK_NAMES) / len(BENCHMARK_NAMES)
+        return leaderboard_average({name: s.value for name, s in self.scores.items()})
 
     @property
     def missing(self) -> list[str]:
-        from evalsuite.benchmarks.table import BENCHMARK_NAMES
+        """The benchmarks of the leaderboard average that this result lacks."""
+        from evalsuite.scoring import in_average
 
-        return [name for name in BENCHMARK_NAMES if name not in self.scores]
-
-    @property
-    def label(self) -> str:
-        return self.model.id
+        return [name for name in in_average() if name not in self.scores]
 
     def to_dict(self) -> dict[str, Any]:
         return {
