@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Literal
+
+from evalsuite.benchmarks.contract import Task
+from evalsuite.errors import ConfigError
+
+SAMPLINGS = ("random", "first_n")
+HOOKS = ("process_doc", "description", "shot", "requests", "score")  # the Task protocol's methods
 
 
 @dataclass(frozen=True)
@@ -19,6 +25,8 @@ class CardEntry:
 
 @dataclass(frozen=True)
 class BenchmarkSpec:
+    """One benchmark of the table; checked on construction, so a bad entry fails at import, by name."""
+
     name: str  # our key, also samples/<name>.jsonl
     v1_task: str  # the task name in the v1 harness (reference outputs use it)
     title: str  # the leaderboard's display name, as in the card
@@ -30,9 +38,25 @@ class BenchmarkSpec:
     sampling: Literal["random", "first_n"]  # v1: rnd.sample(train, k) per doc, or dev[:k]
     metric: str
     columns: tuple[str, ...]  # the dataset columns the prompts read
-    task: ModuleType  # prompt and scoring hooks (evalsuite.benchmarks.contract.Task)
+    task: Task  # prompt and scoring hooks: a module of tasks/ (mypy checks it against the protocol)
     card: CardEntry
     binary: bool = True  # the metric is 0/1 per document (paired tests use McNemar); mc2 is continuous
+    in_average: bool = True  # part of the leaderboard average ("Avg." of the card)
+    has_subject_drilldown: bool = False  # per-config scores are worth a table of their own (MMLU's subjects)
+
+    def __post_init__(self) -> None:
+        where = f"benchmark table entry {self.name!r}"
+        if not re.fullmatch(r"[a-z0-9_]+", self.name):
+            raise ConfigError(f"{where}: the name must be lower-case letters, digits or _ (it names files)")
+        if not self.configs or len(set(self.configs)) != len(self.configs):
+            raise ConfigError(f"{where}: configs must be one or more distinct dataset configs")
+        if self.sampling not in SAMPLINGS:
+            raise ConfigError(f"{where}: sampling {self.sampling!r} must be one of {', '.join(SAMPLINGS)}")
+        if self.num_fewshot < 0 or (self.num_fewshot and not self.fewshot_split):
+            raise ConfigError(f"{where}: num_fewshot {self.num_fewshot} needs a fewshot_split (or 0 shots)")
+        missing = [hook for hook in HOOKS if not callable(getattr(self.task, hook, None))]
+        if missing:
+            raise ConfigError(f"{where}: its task lacks the hooks {', '.join(missing)} (see benchmarks/contract.py)")
 
     def splits(self) -> tuple[str, ...]:
         return (self.eval_split,) + ((self.fewshot_split,) if self.num_fewshot and self.fewshot_split else ())

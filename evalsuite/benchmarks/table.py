@@ -53,6 +53,7 @@ BENCHMARKS: tuple[BenchmarkSpec, ...] = (
         columns=("question", "choices", "answer"),
         task=mmlu,
         card=CardEntry("cais/mmlu", "all", "test", "accuracy"),
+        has_subject_drilldown=True,
     ),
     BenchmarkSpec(
         name="truthfulqa",
@@ -101,6 +102,9 @@ BENCHMARKS: tuple[BenchmarkSpec, ...] = (
         card=CardEntry("gsm8k", "main", "test", "accuracy"),
     ),
 )
+
+if len({b.name for b in BENCHMARKS}) != len(BENCHMARKS):
+    raise ConfigError("benchmark table: two entries share a name; names key samples/<name>.jsonl")
 
 BENCHMARK_NAMES: tuple[str, ...] = tuple(b.name for b in BENCHMARKS)
 BY_NAME: dict[str, BenchmarkSpec] = {b.name: b for b in BENCHMARKS}

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
 AVERAGE = "average"
 COMPARE_DIR = "compare"  # under results/
-# The benchmark whose per-config scores get a drill-down: the one with several configs (MMLU's subjects).
-SUBJECTS_OF = next(spec.name for spec in BENCHMARKS if len(spec.configs) > 1)
+# The benchmark whose per-config scores get a drill-down (MMLU's subjects), as the table says.
+SUBJECTS_OF = next(spec.name for spec in BENCHMARKS if spec.has_subject_drilldown)
 # Columns of the significance table that hold scores (fractions), shown as percentages.
 SCORE_COLUMNS = ("baseline_score", "score", "delta", "ci_low", "ci_high")
 # The significance table: column -> (PairedResult field, dtype). Object columns keep None where
