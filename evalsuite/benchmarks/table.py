@@ -123,10 +123,12 @@ def parse_names(text: str | None) -> tuple[str, ...] | None:
     return names or None
 
 
-def select(names: Sequence[str] | None) -> tuple[BenchmarkSpec, ...]:
-    """The specs of the named benchmarks in table order (None or empty: all six); unknown names fail."""
+def select(names: Sequence[str] | None, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> tuple[BenchmarkSpec, ...]:
+    """The specs of the named benchmarks in table order (None or empty: all of them); unknown names fail."""
     if not names:
-        return BENCHMARKS
+        return tuple(table)
+    known = [b.name for b in table]
     for n in names:
-        get_spec(n)
-    return tuple(b for b in BENCHMARKS if b.name in names)
+        if n not in known:
+            raise ConfigError(f"unknown benchmark {n!r}; valid benchmarks are: {', '.join(known)}")
+    return tuple(b for b in table if b.name in names)

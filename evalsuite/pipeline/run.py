@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import platform
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -13,7 +14,8 @@ from typing import Any
 
 from evalsuite import __version__
 from evalsuite.benchmarks.fewshot import DOC_SHUFFLE_SEED
-from evalsuite.benchmarks.table import select
+from evalsuite.benchmarks.spec import BenchmarkSpec
+from evalsuite.benchmarks.table import BENCHMARKS, select
 from evalsuite.data.sources import source_for
 from evalsuite.errors import ConfigError
 from evalsuite.fsio import atomic_write_json, atomic_write_jsonl, atomic_write_text
@@ -55,15 +57,16 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def run(opts: RunOptions) -> Path:
-    """Evaluate and write the run directory; returns its path. Bad input fails before model time."""
+def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
+    """Evaluate and write the run directory; returns its path. Bad input fails before model time.
+    `table`: the benchmarks to choose from (default the six of the leaderboard)."""
     from evalsuite.card.update import render_metrics_table, render_model_index
     from evalsuite.engine import BackendOptions, load_backend
     from evalsuite.moe import recorder as router
     from evalsuite.pipeline.evaluate import evaluate, no_observer, prepare_all
 
     started = datetime.now(UTC)
-    specs = select(opts.benchmarks)
+    specs = select(opts.benchmarks, table)
     backend_opts = BackendOptions(
         model=opts.model,
         backend=opts.backend,
