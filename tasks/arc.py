@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from evalsuite.benchmarks.contract import Doc, Request, Scored, choice_requests, multiple_choice_metrics
+from evalsuite.benchmarks.contract import Doc
+from evalsuite.benchmarks.contract import choice_doc_requests as requests
+from evalsuite.benchmarks.contract import choice_score as score
+from evalsuite.benchmarks.contract import choice_shot as shot
 from evalsuite.benchmarks.contract import no_description as description
+from evalsuite.errors import DataError
 
 QUERY = "Question: {question}\nAnswer:"
 LETTERS = ["A", "B", "C", "D", "E"]
@@ -18,21 +20,9 @@ __all__ = ["description", "process_doc", "shot", "requests", "score"]
 def process_doc(row: Doc, config: str) -> Doc:
     key = NUMERIC_KEYS.get(row["answerKey"], row["answerKey"])
     if key not in LETTERS:
-        raise ValueError(f"answerKey {row['answerKey']!r} is not one of A-E or 1-5")
+        raise DataError(f"answerKey {row['answerKey']!r} is not one of A-E or 1-5")
     return {
         "query": QUERY.format(question=row["question"]),
         "choices": list(row["choices"]["text"]),
         "gold": LETTERS.index(key),
     }
-
-
-def shot(doc: Doc) -> str:
-    return doc["query"] + " " + doc["choices"][doc["gold"]]
-
-
-def requests(doc: Doc, prefix: str) -> list[Request]:
-    return choice_requests(prefix, doc["query"], doc["choices"])
-
-
-def score(doc: Doc, responses: Sequence[float]) -> Scored:
-    return Scored(multiple_choice_metrics(responses, doc["choices"], doc["gold"]), {"gold": doc["gold"]})

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from evalsuite.benchmarks.contract import Doc, Request, Scored
 from evalsuite.benchmarks.contract import no_description as description
+from evalsuite.errors import DataError
 
 QUERY = "Question: {question}\nAnswer:"
 # v1 stops at the first ":" too, so any colon in the reasoning ends the answer (and scores 0).
@@ -28,7 +29,7 @@ def process_doc(row: Doc, config: str) -> Doc:
     # v1 asserted this: a gold answer without "#### N" would extract to INVALID and match any
     # answer-less generation.
     if extract_answer(row["answer"]) == INVALID:
-        raise ValueError("answer has no '#### N' final line")
+        raise DataError("answer has no '#### N' final line")
     return row
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
-from evalsuite.benchmarks.contract import Doc, Request, Scored, choice_requests, multiple_choice_metrics
+from evalsuite.benchmarks.contract import Doc
+from evalsuite.benchmarks.contract import choice_doc_requests as requests
+from evalsuite.benchmarks.contract import choice_score as score
+from evalsuite.benchmarks.contract import choice_shot as shot
 from evalsuite.benchmarks.contract import no_description as description
+from evalsuite.errors import DataError
 
 BRACKETED = re.compile(r"\[.*?\]")  # WikiHow artefacts such as "[header]"
 
@@ -27,17 +30,5 @@ def process_doc(row: Doc, config: str) -> Doc:
     choices = [preprocess(e) for e in row["endings"]]
     gold = int(row["label"])
     if not 0 <= gold < len(choices):
-        raise ValueError(f"label {row['label']!r} is not an index into its {len(choices)} endings")
+        raise DataError(f"label {row['label']!r} is not an index into its {len(choices)} endings")
     return {"query": preprocess(row["activity_label"] + ": " + ctx), "choices": choices, "gold": gold}
-
-
-def shot(doc: Doc) -> str:
-    return doc["query"] + " " + doc["choices"][doc["gold"]]
-
-
-def requests(doc: Doc, prefix: str) -> list[Request]:
-    return choice_requests(prefix, doc["query"], doc["choices"])
-
-
-def score(doc: Doc, responses: Sequence[float]) -> Scored:
-    return Scored(multiple_choice_metrics(responses, doc["choices"], doc["gold"]), {"gold": doc["gold"]})

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from evalsuite.benchmarks.contract import Doc, Request, Scored, choice_requests
 from evalsuite.benchmarks.contract import no_description as description
+from evalsuite.errors import DataError
 
 # The fixed six-question preamble ("technically a 6-shot task"); no trailing newline.
 QA_PROMPT = (
@@ -29,7 +30,7 @@ __all__ = ["description", "process_doc", "shot", "requests", "score", "mc2"]
 
 def process_doc(row: Doc, config: str) -> Doc:
     if 0 not in row["mc2_targets"]["labels"]:
-        raise ValueError("mc2_targets.labels has no 0 (false) label; mc2 needs at least one")
+        raise DataError("mc2_targets.labels has no 0 (false) label; mc2 needs at least one")
     return {
         "query": QUERY.format(question=row["question"]),
         "mc1_choices": list(row["mc1_targets"]["choices"]),

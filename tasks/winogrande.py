@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from evalsuite.benchmarks.contract import Doc, Request, Scored
 from evalsuite.benchmarks.contract import no_description as description
+from evalsuite.errors import DataError
 
 SHOT_SEPARATOR = "\n\n"
 ANSWER_TO_GOLD = {"1": 0, "2": 1}
@@ -19,9 +20,9 @@ __all__ = ["description", "process_doc", "shot", "requests", "score", "partial_c
 
 def process_doc(row: Doc, config: str) -> Doc:
     if "_" not in row["sentence"]:
-        raise ValueError(f"sentence {row['sentence']!r} has no '_' blank")
+        raise DataError(f"sentence {row['sentence']!r} has no '_' blank")
     if row["answer"] not in ANSWER_TO_GOLD:
-        raise ValueError(f"answer {row['answer']!r} is not '1' or '2'")
+        raise DataError(f"answer {row['answer']!r} is not '1' or '2'")
     return row
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import types
 from pathlib import Path
 from typing import Any
 
@@ -174,3 +175,28 @@ def test_batch_size_4_gives_the_same_choices_as_batch_size_1(golden_dir: Path, g
             assert lls_4 == pytest.approx(lls_1, abs=1e-4), (spec.name, one.doc_id)
             assert np.argmax(lls_4) == np.argmax(lls_1)
             assert four.metrics == pytest.approx(one.metrics, abs=1e-4)
+
+
+def test_a_row_the_task_refuses_is_a_data_error_saying_where(tmp_path: Path):
+    from evalsuite.errors import DataError
+
+    spec = dataclasses.replace(MMLU_TWO, configs=("anatomy",))
+    write_split(tmp_path, "cais/mmlu", "anatomy", "dev", [mmlu_row("anatomy", f"q{i}?", 0) for i in range(5)])
+    write_split(
+        tmp_path, "cais/mmlu", "anatomy", "test", [mmlu_row("anatomy", "ok?", 1), mmlu_row("anatomy", "bad?", 7)]
+    )
+    with pytest.raises(DataError, match=r"^cais/mmlu/anatomy/test row 1: answer 7 with 4 choices"):
+        prepare(spec, LocalDirSource(tmp_path))
+
+
+def test_a_bug_in_a_task_hook_surfaces_as_itself(tmp_path: Path):
+    # Not a data problem: the exception is not turned into "malformed row".
+    hooks = types.SimpleNamespace()
+    for hook in ("description", "shot", "requests", "score"):
+        setattr(hooks, hook, getattr(MMLU_TWO.task, hook))
+    hooks.process_doc = lambda row, config: row["no such key"]
+    broken = dataclasses.replace(MMLU_TWO, configs=("anatomy",), task=hooks)
+    write_split(tmp_path, "cais/mmlu", "anatomy", "dev", [mmlu_row("anatomy", f"q{i}?", 0) for i in range(5)])
+    write_split(tmp_path, "cais/mmlu", "anatomy", "test", [mmlu_row("anatomy", "ok?", 1)])
+    with pytest.raises(KeyError, match="no such key"):
+        prepare(broken, LocalDirSource(tmp_path))

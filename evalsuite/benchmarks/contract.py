@@ -44,6 +44,12 @@ class Scored:
 
 
 class Task(Protocol):
+    """What a task module of tasks/ provides; mypy checks every one of them (tasks/__init__.py).
+
+    process_doc turns a dataset row into the document the other hooks read; a row it cannot use is a
+    `DataError` naming what is wrong (the pipeline adds where). Other exceptions are bugs and surface.
+    """
+
     def process_doc(self, row: Doc, config: str) -> Doc: ...
     def description(self, config: str) -> str: ...
     def shot(self, doc: Doc) -> str: ...
@@ -53,10 +59,6 @@ class Task(Protocol):
 
 def no_description(config: str) -> str:
     return ""
-
-
-def keep_row(row: Doc, config: str) -> Doc:
-    return row
 
 
 def choice_requests(prefix: str, query: str, choices: Sequence[str], group: str | None = None) -> list[Request]:
@@ -75,3 +77,19 @@ def multiple_choice_metrics(lls: Sequence[float], choices: Sequence[str], gold: 
         "acc": 1.0 if int(np.argmax(lls_arr)) == gold else 0.0,
         "acc_norm": 1.0 if int(np.argmax(lls_arr / completion_len)) == gold else 0.0,
     }
+
+
+# The hooks of a plain multiple-choice task, whose documents hold "query", "choices" (the texts scored
+# as continuations) and "gold" (the index of the right one): ARC and HellaSwag.
+
+
+def choice_shot(doc: Doc) -> str:
+    return doc["query"] + " " + doc["choices"][doc["gold"]]
+
+
+def choice_doc_requests(doc: Doc, prefix: str) -> list[Request]:
+    return choice_requests(prefix, doc["query"], doc["choices"])
+
+
+def choice_score(doc: Doc, responses: Sequence[float]) -> Scored:
+    return Scored(multiple_choice_metrics(responses, doc["choices"], doc["gold"]), {"gold": doc["gold"]})

@@ -46,19 +46,16 @@ class BenchmarkOutcome:
     docs: tuple[DocRecord, ...]
 
 
-_ROW_ERRORS = (KeyError, ValueError, TypeError, IndexError, AttributeError)
-
-
 def _process(spec: BenchmarkSpec, source: DataSource, config: str, split: str) -> list[Doc]:
-    """The split's rows through the task's process_doc; a malformed row is a one-line DataError."""
+    """The split's rows through the task's process_doc; a row the task refuses is a one-line DataError
+    saying where (any other exception is a bug in the task, and surfaces as one)."""
     docs = []
     for i, row in enumerate(load_rows(source, spec, config, split)):
         try:
             docs.append(spec.task.process_doc(row, config))
-        except _ROW_ERRORS as exc:
+        except DataError as exc:
             raise DataError(
-                f"{spec.dataset}/{config}/{split} row {i}: malformed ({type(exc).__name__}: {exc}); "
-                "the rows must follow the Hub dataset's schema"
+                f"{spec.dataset}/{config}/{split} row {i}: {exc}; the rows must follow the Hub dataset's schema"
             ) from exc
     return docs
 
