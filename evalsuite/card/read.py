@@ -101,7 +101,7 @@ def no_front_matter(parts: CardParts) -> str:
     return f"no YAML front matter at the top{hint}"
 
 
-def percent(value: Any, where: str, title: str) -> float:
+def parse_percent(value: Any, where: str, title: str) -> float:
     number = value
     if isinstance(value, str):  # "72.01" or "72.01 ± 0.45"
         try:
@@ -154,7 +154,7 @@ def read_card(path: str | Path) -> RunResult:
         for spec in BENCHMARKS:
             found = [r for r in data.eval_results or [] if spec_of(r) is spec]
             if found:
-                values[spec.name] = percent(found[0].metric_value, where, spec.title)
+                values[spec.name] = parse_percent(found[0].metric_value, where, spec.title)
             if len(found) > 1:
                 warn(f"{where}: model-index has {len(found)} results for {spec.title}; using the first")
         if not values:
@@ -165,7 +165,7 @@ def read_card(path: str | Path) -> RunResult:
             if cell is not None and spec.name in values and abs(cell - values[spec.name]) >= 0.005:
                 warn(f"{where}: {spec.title} is {values[spec.name]} in the model-index, {cell} in the table")
     else:
-        values = {s.name: percent(table[s.title], where, s.title) for s in BENCHMARKS if s.title in table}
+        values = {s.name: parse_percent(table[s.title], where, s.title) for s in BENCHMARKS if s.title in table}
     if not values:
         raise CardError(
             f"{where}: no Open LLM Leaderboard results in the model-index or a results table; "

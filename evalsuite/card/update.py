@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalsuite.benchmarks.table import BENCHMARKS
@@ -27,6 +26,7 @@ from evalsuite.card.read import (
 from evalsuite.card.splice import put_block, splice_model_index, split_card
 from evalsuite.card.table import render_section, render_table
 from evalsuite.errors import CardError, ConfigError
+from evalsuite.naming import card_model_name
 from evalsuite.results import RunResult
 
 if TYPE_CHECKING:
@@ -45,8 +45,7 @@ __all__ = ["CardWarning", "read_card", "render_metrics_table", "render_model_ind
 
 def model_name_for(run: RunResult) -> str:
     """The name in `model-index`: the bare model name, as the leaderboard wrote it (`org/name` -> `name`)."""
-    path = Path(run.model.id.rstrip("/\\"))
-    return path.name or path.resolve().name
+    return card_model_name(run.model.id)
 
 
 def eval_results(run: RunResult, source_url: str | None = None, source_name: str | None = None) -> list[EvalResult]:

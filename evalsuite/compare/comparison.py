@@ -14,6 +14,7 @@ from evalsuite import __version__
 from evalsuite.benchmarks.table import BENCHMARK_NAMES, BENCHMARKS, BY_NAME
 from evalsuite.compare.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, paired_test
 from evalsuite.errors import CompareError
+from evalsuite.naming import display_name
 from evalsuite.pipeline.rundir import RESULTS_ROOT
 from evalsuite.results import RunResult, load_run
 
@@ -74,10 +75,7 @@ def find_runs(root: str | Path = RESULTS_ROOT) -> list[Path]:
 
 
 def _name(run: RunResult) -> str:
-    from evalsuite.engine.hf import is_local_path
-
-    # A local path names the model by its last part; a hub id (owner/name) is kept whole.
-    name = Path(run.model.id.rstrip("/")).name if is_local_path(run.model.id) else run.model.id
+    name = display_name(run.model.id)
     return f"{name} (card)" if run.provenance.source == "card" else name
 
 

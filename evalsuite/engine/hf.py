@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from evalsuite.engine.base import BackendOptions
 from evalsuite.errors import ConfigError, ModelError, one_line
+from evalsuite.naming import is_local_path
 from evalsuite.results import ModelInfo
 
 if TYPE_CHECKING:
@@ -26,11 +27,6 @@ class HFBackend:
     lm: LM
     info: ModelInfo
     module: Any  # the transformers model, for router statistics
-
-
-def is_local_path(model: str) -> bool:
-    """A model reference that names a directory rather than a Hub id (`owner/name` or `name`)."""
-    return model.startswith((".", "/", "~")) or model.rstrip("/").count("/") > 1 or Path(model).expanduser().exists()
 
 
 def resolve_model_dir(opts: BackendOptions) -> tuple[Path, str | None]:

@@ -7,7 +7,6 @@ the end; a directory with `results.json` is a complete run.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,16 +15,9 @@ from pathlib import Path
 
 from evalsuite.errors import ConfigError, OutputExistsError
 from evalsuite.fsio import unique_dir
+from evalsuite.naming import model_slug
 
 RESULTS_ROOT = Path("results")
-
-
-def model_slug(model: str) -> str:
-    """`org/name` -> `org__name` (the leaderboard's details-dataset style); a local dir -> its name."""
-    from evalsuite.engine.hf import is_local_path
-
-    base = Path(model.rstrip("/")).name if is_local_path(model) else model.replace("/", "__")
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", base) or "model"
 
 
 def utc_stamp(now: datetime | None = None) -> str:
