@@ -20,7 +20,7 @@ from evalsuite.benchmarks.table import BENCHMARKS, BY_NAME
 from evalsuite.card.read import CardWarning
 from evalsuite.card.splice import END_MARKER, START_MARKER
 from evalsuite.cli.main import main
-from evalsuite.errors import CardError
+from evalsuite.errors import CardError, ConfigError
 from evalsuite.fsio import atomic_write_json
 from evalsuite.results import BenchmarkScore, ModelInfo, Provenance, RunResult
 
@@ -69,10 +69,14 @@ def make_run(
     finished: str = "2025-01-01T00:00:00+00:00",
     path: Path | None = None,
     smoke: bool = False,
+    commit: str | None = "0123456789abcdef0123456789abcdef01234567",
+    weights: dict[str, str] | None = None,
 ) -> RunResult:
+    """A run as `evalsuite run` records it: a Hub model at `commit`, or (commit None) a local one with `weights`."""
     scores = {name: BenchmarkScore(name, BY_NAME[name].metric, value) for name, value in fractions.items()}
-    provenance = Provenance(finished_at=finished, smoke=smoke, limit=3 if smoke else None)
-    return RunResult(model=ModelInfo(id=model), scores=scores, provenance=provenance, path=path)
+    provenance = Provenance(evalsuite_version="0.1.0", finished_at=finished, smoke=smoke, limit=3 if smoke else None)
+    model = ModelInfo(id=model, commit=commit, weights_sha256=weights or {})
+    return RunResult(model=model, scores=scores, provenance=provenance, path=path)
 
 
 def write_run(path: Path, run: RunResult) -> Path:
@@ -95,6 +99,22 @@ def block_span(body: str, lb: str) -> tuple[int, int]:
     start = body.index(START_MARKER + lb)
     end = body.index(END_MARKER, start) + len(END_MARKER)
     return start, end + len(lb) if body[end:].startswith(lb) else end
+
+
+def bot_section_span(text: str) -> tuple[int, int]:
+    """The seed's bot section: its heading line through the last table line (`|...`) right after it."""
+    lines = text.splitlines(keepends=True)
+    at = next(i for i, ln in enumerate(lines) if ln.startswith(SEED_SECTION.split("\n")[0]))
+    end = at + 2  # heading, details line
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    start = sum(len(ln) for ln in lines[:at])
+    return start, start + sum(len(ln) for ln in lines[at:end])
+
+
+def without_bot_section(text: str) -> str:
+    start, end = bot_section_span(text)
+    return text[:start] + text[end:]
 
 
 def without_block(body: str, lb: str = "\n") -> str:
@@ -168,7 +188,12 @@ def test_updating_the_scraped_copy_warns_and_gives_a_card_huggingface_hub_reads(
     with pytest.warns(CardWarning, match=r"no YAML front matter at the top \(the '---' at line 4.*; adding one"):
         path.write_text(card.update_card_text(SCRAPED.read_text(), make_run(NEW), details=["."]))
     assert len(ModelCard.load(path).data.eval_results) == 6
-    assert without_block(path.read_text().split("\n---\n", 1)[1]) == SCRAPED.read_text()
+    body = path.read_text().split("\n---\n", 1)[1]
+    # the bot's section (the card's last lines, without a final line break) became our block
+    assert body.endswith(END_MARKER) and body.count(START_MARKER) == 1
+    assert body[: body.index(START_MARKER)] + body[body.index(END_MARKER) + len(END_MARKER) :] == (
+        without_bot_section(SCRAPED.read_text())
+    )
 
 
 def test_flattened_front_matter_is_an_error_naming_the_line(tmp_path):
@@ -228,12 +253,18 @@ def test_model_index_has_the_leaderboard_fields_and_no_source_without_a_url():
         assert ours == {k: v for k, v in seed.items() if k != "source"}
 
 
-def test_source_name_defaults_to_evalsuite_and_needs_a_url(tmp_path):
+def test_source_name_defaults_to_evalsuite_and_needs_a_url(tmp_path, capsys, monkeypatch):
     run = make_run({"arc": 0.5})
     (result,) = card.eval_results(run, source_url="https://example.org/r")
     assert (result.source_name, result.source_url) == ("evalsuite", "https://example.org/r")
+    with pytest.raises(ConfigError, match="--source-name needs --source-url"):
+        card.eval_results(run, source_name="x")
+    # the command line always has a url: the run's link when --source-url is not given
+    monkeypatch.chdir(tmp_path)  # a printed card links from the working directory
     write_run(tmp_path / "run", run)
-    assert main(["card", str(tmp_path / "run"), "--source-name", "x", "-o", "-"]) == 1
+    assert main(["card", str(tmp_path / "run"), "--source-name", "x", "-o", "-"]) == 0
+    (source,) = [r["source"] for r in our_results(front_matter(capsys.readouterr().out)["model-index"])]
+    assert source == {"name": "x", "url": "run"}
 
 
 def test_the_newest_result_per_benchmark_wins(tmp_path):
@@ -345,8 +376,8 @@ def test_updating_the_seed_keeps_its_body_and_other_keys(tmp_path):
     assert new.startswith(seed[: seed.index("model-index:")])
     seed_body = seed[seed.index("\n---\n") + len("\n---\n") :]
     new_body = new[new.index("\n---\n") + len("\n---\n") :]
-    assert without_block(new_body) == seed_body
-    assert new_body.index(START_MARKER) == seed_body.index("# BurningBruce-005\n") + len("# BurningBruce-005\n")
+    assert without_block(new_body) == without_bot_section(seed_body)  # the bot's section: in our block's place
+    assert new_body.index(START_MARKER) == seed_body.index(SEED_SECTION.split("\n")[0])
 
 
 def test_a_card_without_front_matter_gets_one_and_keeps_its_body():
@@ -527,12 +558,14 @@ def test_make_card_on_a_real_run_writes_a_card_modelcard_loads(tiny_run, tmp_pat
     assert capsys.readouterr().out == f"card created: {run_dir / 'README.md'}\n"
     loaded = ModelCard.load(run_dir / "README.md")
     assert [r.dataset_name for r in loaded.data.eval_results] == [s.title for s in BENCHMARKS]
-    assert "Detailed results can be found [here](.)" in loaded.text
+    assert "Detailed results can be found [here](results.json)" in loaded.text  # the run's own file, not "."
 
     readme = tmp_path / "card" / "README.md"
     readme.parent.mkdir()
     readme.write_text("---\nlicense: mit\n---\n# tiny\nbody\n")
-    assert main(["card", str(run_dir), "--update", str(readme)]) == 0  # make card RUN=... CARD=...
+    assert main(["card", str(run_dir), "--update", str(readme)]) == 1  # a --limit run: refused for a card
+    assert "refusing to put smoke-run scores (--limit 3" in capsys.readouterr().err
+    assert main(["card", str(run_dir), "--update", str(readme), "--allow-smoke"]) == 0  # make card RUN=... CARD=...
     loaded = ModelCard.load(readme)
     assert len(loaded.data.eval_results) == 6 and loaded.data.license == "mit"
     assert "Detailed results can be found [here](../run)" in loaded.text
@@ -541,7 +574,7 @@ def test_make_card_on_a_real_run_writes_a_card_modelcard_loads(tiny_run, tmp_pat
 @pytest.mark.slow
 def test_the_run_directory_has_the_leaderboard_section_and_model_index(tiny_run):
     metrics = (tiny_run / "metrics.md").read_text()
-    assert metrics.startswith(SEED_SECTION.split("\n")[0] + "\nDetailed results can be found [here](.)\n\n")
+    assert metrics.startswith(SEED_SECTION.split("\n")[0] + "\nDetailed results can be found [here](results.json)\n\n")
     assert "|             Metric              |Value|\n|---------------------------------|----:|\n|Avg." in metrics
     model_index = yaml.safe_load((tiny_run / "model-index.yaml").read_text())["model-index"]
     assert model_index[0]["name"] == "tiny-moe" and len(model_index[0]["results"]) == 6

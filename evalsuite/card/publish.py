@@ -7,12 +7,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from evalsuite.card.guard import check_writable, refuse_partial, refuse_smoke
 from evalsuite.card.hub import fetch_hub_card
 from evalsuite.card.read import read_text, warn
+from evalsuite.card.source import origins_of
 from evalsuite.card.update import merge_runs, update_card_text
 from evalsuite.errors import ConfigError, OutputExistsError
 from evalsuite.fsio import atomic_write_bytes, atomic_write_text
-from evalsuite.results import RunResult, load_run
+from evalsuite.results import RESULTS_FILE, RunResult, load_run
 
 BACKUP_SUFFIX = ".bak"
 
@@ -30,6 +32,7 @@ class CardRequest:
     source_name: str | None = None
     details_url: str | None = None
     model_name: str | None = None
+    allow_smoke: bool = False  # let --update/--push write smoke or partial runs, marked in the model-index
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,9 @@ def backup_path(path: Path) -> Path:
 
 
 def write_card(path: Path, text: str) -> str:
-    """Write atomically, an existing card first copied to `<card>.bak`; returns created/updated/unchanged."""
+    """Write atomically, an existing card first copied to `<card>.bak`; returns created/updated/unchanged.
+    A read-only card is a CardError."""
+    check_writable(path)
     if path.exists():
         old = path.read_bytes()
         if old == text.encode("utf-8"):
@@ -58,12 +63,14 @@ def write_card(path: Path, text: str) -> str:
 
 
 def _link(run: RunResult, card_dir: Path) -> str:
+    """The run directory relative to the card; its results.json for a card inside it."""
     if run.path is None:
-        return "."
+        return RESULTS_FILE
     try:
-        return Path(os.path.relpath(run.path.resolve(), card_dir.resolve())).as_posix()
+        rel = Path(os.path.relpath(run.path.resolve(), card_dir.resolve())).as_posix()
     except ValueError:  # another drive
         return run.path.resolve().as_posix()
+    return RESULTS_FILE if rel == "." else rel
 
 
 def plan_card(req: CardRequest) -> CardPlan:
@@ -86,21 +93,29 @@ def plan_card(req: CardRequest) -> CardPlan:
         assert run.path is not None  # loaded from a run directory
         target = run.path / "README.md"
         base = read_text(target, "") if target.exists() else None
+    where = str(target) if target else (f"README.md of {req.push}" if req.push else "the new card")
+    if req.update:
+        check_writable(req.update)
+    if req.update or req.push:
+        refuse_smoke(run, where, req.allow_smoke)
     if req.push and not req.update:
         base = fetch_hub_card(req.push)
     if req.push and not req.details_url:
-        warn("--push without --details-url: the details line links a local run directory, unknown on the Hub")
+        warn(
+            "--push without --details-url: the details line (and each result's source, without --source-url) "
+            "links a local run directory, unknown on the Hub"
+        )
     card_dir = target.parent if target is not None else Path.cwd()
     runs = sorted({id(r): r for r in origins.values()}.values(), key=lambda r: r.provenance.finished_at)
     details = [req.details_url] if req.details_url else [_link(r, card_dir) for r in runs]
-    where = str(target) if target else (f"README.md of {req.push}" if req.push else "the new card")
+    if req.update or req.push:
+        refuse_partial(run, base, where, req.allow_smoke)
     text = update_card_text(
         base,
         run,
         details=details,
-        source_url=req.source_url,
-        source_name=req.source_name,
         model_name=req.model_name,
         where=where,
+        origins=origins_of(origins, lambda r: _link(r, card_dir), req.source_url or req.details_url, req.source_name),
     )
     return CardPlan(text, target)

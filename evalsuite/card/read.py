@@ -6,14 +6,16 @@ from __future__ import annotations
 import math
 import re
 import warnings
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from evalsuite.benchmarks.spec import BenchmarkSpec
 from evalsuite.benchmarks.table import BENCHMARKS
+from evalsuite.card.bot import find_sections, first_body_line, several_sections
 from evalsuite.card.splice import CardParts, split_card
-from evalsuite.card.table import read_table
+from evalsuite.card.table import AVERAGE_ROW, read_table
 from evalsuite.errors import CardError
 from evalsuite.results import BenchmarkScore, ModelInfo, Provenance, RunResult
 
@@ -23,6 +25,9 @@ if TYPE_CHECKING:
 # Every leaderboard entry has this task (spec model-card.md §1.2).
 TASK_TYPE = "text-generation"
 TASK_NAME = "Text Generation"
+# evalsuite's mark on a smoke-run value: the metric's `args` in the model-index (`{smoke: true, limit: 3}`).
+SMOKE_ARG = "smoke"
+LIMIT_ARG = "limit"
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 
 
@@ -126,6 +131,23 @@ def _number(cell: str | None) -> float | None:
         return None
 
 
+def _check_table(values: Mapping[str, float], rows: Mapping[str, str], disagree: str) -> None:
+    """Warn about every row of a body table that differs from `values` (percent), Avg. included."""
+    diffs = []
+    for spec in BENCHMARKS:
+        cell = _number(rows.get(spec.title))
+        if cell is not None and spec.name in values and abs(cell - values[spec.name]) >= 0.005:
+            diffs.append(f"{spec.title} {values[spec.name]} vs {cell}")
+    average = _number(rows.get(AVERAGE_ROW))
+    if average is not None and len(values) == len(BENCHMARKS):
+        mean = sum(values.values()) / len(values)
+        # The table's Avg. is the rounded mean of unrounded scores: within 0.01 of the mean of rounded ones.
+        if abs(average - mean) > 0.01 + 1e-9:
+            diffs.append(f"{AVERAGE_ROW} {mean:.2f} vs {average}")
+    if diffs:
+        warn(f"{disagree}: {'; '.join(diffs)}")
+
+
 def _first_heading(body: str) -> str | None:
     """The card's title: its first `# ` heading other than the leaderboard's, links reduced to their text."""
     for line in body.splitlines():
@@ -143,8 +165,17 @@ def read_card(path: str | Path) -> RunResult:
     path = Path(path)
     where = str(path)
     parts = split_card(read_text(path, "pass the README.md of a model"))
-    table = read_table(parts.body, [spec.title for spec in BENCHMARKS])
+    body_line = first_body_line(parts)
+    sections = [s for s in find_sections(parts.body) if s.is_v1]
+    tables = [(f" (line {body_line + s.line - 1})", dict(s.rows)) for s in sections]
+    if not tables:  # a results table without the leaderboard's heading
+        tables = [("", read_table(parts.body, [AVERAGE_ROW, *(spec.title for spec in BENCHMARKS)]))]
+    table = tables[0][1]
+    several = several_sections(parts.body, where, body_line)
+    if several:
+        warn(several)
     values: dict[str, float] = {}
+    smoke: dict[str, int | None] = {}  # benchmark -> limit, for the values marked as smoke-run ones
     name = None
     if parts.yaml is None:
         warn(f"{where}: {no_front_matter(parts)}; reading the results table in the body")
@@ -155,17 +186,23 @@ def read_card(path: str | Path) -> RunResult:
             found = [r for r in data.eval_results or [] if spec_of(r) is spec]
             if found:
                 values[spec.name] = parse_percent(found[0].metric_value, where, spec.title)
+                args = found[0].metric_args if isinstance(found[0].metric_args, dict) else {}
+                if args.get(SMOKE_ARG) is True:
+                    smoke[spec.name] = args.get(LIMIT_ARG)
             if len(found) > 1:
                 warn(f"{where}: model-index has {len(found)} results for {spec.title}; using the first")
         if not values:
             warn(f"{where}: the model-index has none of the six benchmarks; reading the body's results table")
     if values:
-        for spec in BENCHMARKS:
-            cell = _number(table.get(spec.title))
-            if cell is not None and spec.name in values and abs(cell - values[spec.name]) >= 0.005:
-                warn(f"{where}: {spec.title} is {values[spec.name]} in the model-index, {cell} in the table")
+        for at, rows in tables:
+            _check_table(values, rows, f"{where}: the model-index and the results table{at} disagree")
     else:
         values = {s.name: parse_percent(table[s.title], where, s.title) for s in BENCHMARKS if s.title in table}
+        for at, rows in tables[1:]:
+            _check_table(values, rows, f"{where}: the results tables{tables[0][0]} and{at} disagree")
+    if smoke:
+        titles = ", ".join(spec.title for spec in BENCHMARKS if spec.name in smoke)
+        warn(f"{where}: {titles} marked as smoke-run values (subsets of the documents), not leaderboard scores")
     if not values:
         raise CardError(
             f"{where}: no Open LLM Leaderboard results in the model-index or a results table; "
@@ -178,9 +215,13 @@ def read_card(path: str | Path) -> RunResult:
         if spec.name in values
     }
     model = name or _first_heading(parts.body) or (path.parent.name if path.stem == "README" else path.stem)
+    limits = {limit for limit in smoke.values() if isinstance(limit, int)}
     return RunResult(
         model=ModelInfo(id=model or where),
         scores=scores,
-        provenance=Provenance(data_source=where, source="card"),
+        provenance=Provenance(
+            data_source=where, source="card", smoke=bool(smoke), limit=max(limits) if limits else None
+        ),
         path=path,
+        extra={"smoke_benchmarks": [name for name in scores if name in smoke]} if smoke else {},
     )

@@ -141,12 +141,19 @@ def _lines(text: str) -> Iterator[tuple[int, int, str, bool]]:
         pos += len(line)
 
 
-def put_block(body: str, section: str, lb: str, where: str) -> str:
-    """`body` with the marker block holding `section` (lines ending "\\n") replaced, or inserted after the
-    first heading (at the end when there is none). Nothing outside the block changes, except that a
-    line break is added after a last line that has none when the block goes after it.
+def put_block(body: str, section: str, lb: str, where: str, replace: tuple[int, int] | None = None) -> str:
+    """`body` with the marker block holding `section` (lines ending "\\n") replaced; without one, put in
+    place of `body[replace[0]:replace[1]]` (the leaderboard bot's section), else inserted after the first
+    heading (at the end when there is none). Nothing outside the block changes, except that a line break
+    is added after a last line that has none when the block goes after it; a block that ends the card
+    without a line break keeps ending without one.
     """
     block = lb.join([START_MARKER, *section.rstrip("\n").split("\n"), "", END_MARKER]) + lb
+
+    def in_place_of(start: int, end: int) -> str:
+        ends_line = body[start:end].endswith(("\n", "\r"))  # only the card's last line may not
+        return body[:start] + (block if ends_line else block[: -len(lb)]) + body[end:]
+
     lines = list(_lines(body))
     # Markers count anywhere (a block appended after an unclosed code fence must still be found);
     # headings only outside code.
@@ -158,7 +165,9 @@ def put_block(body: str, section: str, lb: str, where: str) -> str:
                 f"{where}: found {len(starts)} `{START_MARKER}` and {len(ends)} `{END_MARKER}` lines; "
                 "evalsuite needs exactly one of each, start before end: delete the stray marker lines"
             )
-        return body[: starts[0][0]] + block + body[ends[0][1] :]
+        return in_place_of(starts[0][0], ends[0][1])
+    if replace is not None:
+        return in_place_of(*replace)
     heading = next((ln for ln in lines if not ln[3] and _ATX_HEADING.match(ln[2])), None)
     at = heading[1] if heading else len(body)
     before = body[:at]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
+from evalsuite.paths import link_target, link_text
+
 # The heading the leaderboard PR bot wrote; evalsuite runs the same v1 protocol, so it keeps the form.
 HEADING = (
     "# [Open LLM Leaderboard Evaluation Results](https://huggingface.co/spaces/HuggingFaceH4/open_llm_leaderboard)"
@@ -43,10 +45,11 @@ def render_table(rows: Sequence[tuple[str, float]]) -> list[str]:
 
 
 def details_line(urls: Sequence[str]) -> str:
-    """One run: the bot's `Detailed results can be found [here](url)`; several runs: one link per run."""
+    """One run: the bot's `Detailed results can be found [here](url)`; several runs: one link per run.
+    `urls` are URLs or paths as they are; each becomes a valid Markdown link (spaces and all)."""
     if len(urls) == 1:
-        return DETAILS.format(url=urls[0])
-    links = ", ".join(f"[{url.rstrip('/').rsplit('/', 1)[-1] or url}]({url})" for url in urls)
+        return DETAILS.format(url=link_target(urls[0]))
+    links = ", ".join(f"[{link_text(url.rstrip('/').rsplit('/', 1)[-1] or url)}]({link_target(url)})" for url in urls)
     return DETAILS_SEVERAL.format(links=links)
 
 

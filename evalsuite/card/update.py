@@ -7,11 +7,13 @@ The metadata is made by huggingface_hub (EvalResult, ModelCardData, ModelCard); 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 from evalsuite.benchmarks.table import BENCHMARKS
+from evalsuite.card.bot import first_body_line, several_sections, span_to_replace
+from evalsuite.card.guard import check_same_model
 from evalsuite.card.read import (
     TASK_NAME,
     TASK_TYPE,
@@ -23,11 +25,12 @@ from evalsuite.card.read import (
     spec_of,
     warn,
 )
+from evalsuite.card.source import Origin, smoke_args
 from evalsuite.card.splice import put_block, splice_model_index, split_card
 from evalsuite.card.table import render_section, render_table
 from evalsuite.errors import CardError, ConfigError
 from evalsuite.naming import card_model_name
-from evalsuite.results import RunResult
+from evalsuite.results import RESULTS_FILE, RunResult
 
 if TYPE_CHECKING:
     from huggingface_hub import EvalResult, ModelCardData
@@ -48,12 +51,24 @@ def model_name_for(run: RunResult) -> str:
     return card_model_name(run.model.id)
 
 
-def eval_results(run: RunResult, source_url: str | None = None, source_name: str | None = None) -> list[EvalResult]:
-    """One EvalResult per benchmark the run has, in the leaderboard's order and form; values in percent."""
+def eval_results(
+    run: RunResult,
+    source_url: str | None = None,
+    source_name: str | None = None,
+    origins: Mapping[str, Origin] | None = None,
+) -> list[EvalResult]:
+    """One EvalResult per benchmark the run has, in the leaderboard's order and form; values in percent.
+    `origins` gives each benchmark's source and smoke mark; without it, all come from `run`."""
     from huggingface_hub import EvalResult
 
     if source_name is not None and source_url is None:
         raise ConfigError("--source-name needs --source-url: a model-index source must have a url")
+    default = Origin(
+        source_name=(source_name or DEFAULT_SOURCE_NAME),
+        source_url=source_url or "",
+        smoke=run.provenance.smoke,
+        limit=run.provenance.limit,
+    )
     return [
         EvalResult(
             task_type=TASK_TYPE,
@@ -66,11 +81,13 @@ def eval_results(run: RunResult, source_url: str | None = None, source_name: str
             metric_type=spec.metric,
             metric_value=round(run.scores[spec.name].percent, 2),
             metric_name=spec.card.metric_name,
-            source_name=(source_name or DEFAULT_SOURCE_NAME) if source_url else None,
-            source_url=source_url,
+            metric_args=smoke_args(origin.smoke, origin.limit),
+            source_name=origin.source_name if origin.source_url else None,
+            source_url=origin.source_url or None,
         )
         for spec in BENCHMARKS
         if spec.name in run.scores
+        for origin in [(origins or {}).get(spec.name, default)]
     ]
 
 
@@ -79,10 +96,7 @@ def merge_runs(runs: Sequence[RunResult]) -> tuple[RunResult, dict[str, RunResul
     argument). Returns it and, per benchmark, the run its score came from."""
     if not runs:
         raise ConfigError("no run directories given; pass one or more directories written by `evalsuite run`")
-    names = {model_name_for(r) for r in runs}
-    if len(names) > 1:
-        where = ", ".join(f"{model_name_for(r)} in {r.path}" for r in runs)
-        raise CardError(f"the runs are of different models ({where}); a card holds one model's results")
+    check_same_model(runs)
     ordered = sorted(
         enumerate(runs), key=lambda ir: (ir[1].provenance.finished_at or ir[1].provenance.started_at, ir[0])
     )
@@ -125,8 +139,8 @@ def _notes(run: RunResult) -> list[str]:
 def render_metrics_table(run: RunResult, details: str | Sequence[str] | None = None) -> str:
     """The leaderboard's body section (spec model-card.md §1.2): heading, details line, padded table with
     `Avg.` first (only when all six are there), then what is missing. `details` links the run's details
-    (default `.`: the run directory, for metrics.md inside it)."""
-    links = [details] if isinstance(details, str) else list(details or ["."])
+    (default: its results.json, for metrics.md in the run directory)."""
+    links = [details] if isinstance(details, str) else list(details or [RESULTS_FILE])
     percents = {spec.title: run.scores[spec.name].percent for spec in BENCHMARKS if spec.name in run.scores}
     average = None if run.average is None else 100 * run.average  # the mean of the unrounded scores
     return render_section(percents, average, links, _notes(run))
@@ -199,6 +213,7 @@ def update_card_text(
     source_name: str | None = None,
     model_name: str | None = None,
     where: str = "README.md",
+    origins: Mapping[str, Origin] | None = None,
 ) -> str:
     """`text` (a card, or None for a new one) with our results in its model-index and our section in its body.
 
@@ -207,9 +222,10 @@ def update_card_text(
       value, re-emitted by huggingface_hub; results other than our six keep their fields and values
       (comments inside model-index are not kept). A card without one gets it at the end of the front
       matter (at the start when the end would change a value), a card without front matter gets one.
-    - body: only the block from the `<!-- evalsuite:results:start -->` line to the `...:end -->` line,
-      inserted after the first heading when absent (at the end when there is no heading; a line break
-      is added after a last line that has none).
+    - body: only the block from the `<!-- evalsuite:results:start -->` line to the `...:end -->` line;
+      when absent, it takes the place of the leaderboard bot's results section (heading, details line,
+      table), else it is inserted after the first heading (at the end when there is no heading; a line
+      break is added after a last line that has none).
     Every other byte (other keys, comments, spacing, line breaks, a BOM, the body) stays as it was, and the
     same update twice gives the same bytes. A front matter that cannot be edited that way (a flow mapping,
     indented keys) is re-written whole by huggingface_hub instead, with a CardWarning (naming any key
@@ -231,9 +247,11 @@ def update_card_text(
             f"{where}: model-index is named {old_name!r}, the run's model {model_name_for(run)!r}; "
             f"keeping {old_name!r} (pass --model-name to change it)"
         )
-    merged = _merge(old, eval_results(run, source_url, source_name), where)
+    merged = _merge(old, eval_results(run, source_url, source_name, origins), where)
     entry = _card_metadata(name, merged).to_yaml(line_break=lb)
-    body = put_block(parts.body if text is not None else f"# {name}{lb}", render_metrics_table(run, details), lb, where)
+    old_body = parts.body if text is not None else f"# {name}{lb}"
+    bot = span_to_replace(old_body, where, first_body_line(parts))
+    body = put_block(old_body, render_metrics_table(run, details), lb, where, replace=bot)
 
     before = _front_matter(text or "")
     expected = {k: v for k, v in before.items() if k != "model-index"}
@@ -263,6 +281,10 @@ def update_card_text(
             f"{where}: huggingface_hub would not write the model-index back unchanged; the card was left "
             "as it was: check its model-index for results evalsuite cannot represent"
         )
+    new_parts = split_card(new)
+    several = several_sections(new_parts.body, where, first_body_line(new_parts))
+    if several:
+        warn(several)
     return new
 
 

@@ -8,19 +8,21 @@ import sys
 import warnings
 from pathlib import Path
 
-from evalsuite.card.update import DEFAULT_SOURCE_NAME
-
 DESCRIPTION = """\
 Write the model-card metadata (model-index) and the leaderboard's results table for runs of one model.
 
 Where the card goes:
   (default)        write or update README.md in the run directory (the newest run's, when several)
   --update CARD    update an existing card in place (previous version kept as CARD.bak): only
-                   evalsuite's six results and the table between its marker comments change;
+                   evalsuite's six results and the table between its marker comments change (the
+                   first time, the leaderboard bot's results section is replaced where it is);
                    running it again with the same runs changes nothing
   --output PATH    write a new card at PATH (refuses to overwrite); '-' prints it
   --push REPO_ID   open a pull request with the card on the Hub; the card is --update CARD when
                    given, else the repo's current README.md updated the same way
+
+--update and --push refuse smoke runs (--limit, the demo) and runs without all six over a card's
+published values; --allow-smoke lets them in, marked in the model-index (metric args `smoke: true`).
 
 Reading a card instead:
   evalsuite card --from-card README.md [--json]
@@ -43,13 +45,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     dest = p.add_mutually_exclusive_group()
     dest.add_argument("--update", metavar="CARD", help="existing README.md to update in place")
     dest.add_argument("--output", "-o", metavar="PATH", help="new card to write ('-': print it)")
-    p.add_argument("--source-url", help="source url of each result (model-index `source`); without it, no source")
-    p.add_argument("--source-name", help=f"source name (default {DEFAULT_SOURCE_NAME!r}; needs --source-url)")
+    p.add_argument("--source-url", help="url of each result's model-index `source` (default: the run's link)")
+    p.add_argument("--source-name", help="name of each result's source (default: 'evalsuite <version> run <run>')")
     p.add_argument("--details-url", help="link of the details line (default: the run directory, relative)")
     p.add_argument("--model-name", help="name in model-index (default: the card's own, else the model's bare name)")
     p.add_argument("--push", metavar="REPO_ID", help="open a pull request with the card on this Hub model repo")
     p.add_argument("--from-card", metavar="CARD", help="read this card's published results instead (no RUN)")
     p.add_argument("--json", action="store_true", help="with --from-card: print the results as JSON")
+    p.add_argument(
+        "--allow-smoke",
+        action="store_true",
+        help="let --update/--push write smoke (--limit, demo) or partial runs; their values are marked",
+    )
     p.set_defaults(func=cmd_card)
 
 
@@ -85,6 +92,7 @@ def _write_card(args: argparse.Namespace) -> int:
         source_name=args.source_name,
         details_url=args.details_url,
         model_name=args.model_name,
+        allow_smoke=args.allow_smoke,
     )
     plan = plan_card(request)
     if args.push:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from evalsuite.benchmarks.spec import BenchmarkSpec
 from evalsuite.errors import ConfigError, DataError
+from evalsuite.paths import display_path
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -75,7 +76,7 @@ class LocalDirSource:
         return table
 
     def describe(self) -> str:
-        return f"dir:{Path(self.root).resolve()}"
+        return f"dir:{display_path(Path(self.root).absolute())}"
 
     def fingerprints(self) -> dict[str, str]:
         return dict(self._read)

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalsuite.engine.base import BackendOptions
+from evalsuite.engine.weights import weights_sha256
 from evalsuite.errors import ConfigError, ModelError, one_line
 from evalsuite.naming import is_local_path
+from evalsuite.paths import display_path
 from evalsuite.results import ModelInfo
 
 if TYPE_CHECKING:
@@ -152,7 +154,7 @@ def load_model(opts: BackendOptions) -> tuple[Any, Any, ModelInfo]:
     model.eval()
     devices = sorted({str(d) for d in getattr(model, "hf_device_map", {}).values()} or {str(model.device)})
     info = ModelInfo(
-        id=opts.model,
+        id=display_path(opts.model),
         revision=opts.revision,
         commit=commit,
         architecture=(config.architectures or [type(model).__name__])[0],
@@ -161,6 +163,7 @@ def load_model(opts: BackendOptions) -> tuple[Any, Any, ModelInfo]:
         batch_size=opts.batch_size,
         max_length=opts.max_length or v1_max_length(config, tokenizer),
         num_parameters=sum(p.numel() for p in model.parameters()),
+        weights_sha256=weights_sha256(path) if commit is None else {},  # a Hub commit pins them already
     )
     return model, tokenizer, info
 

@@ -19,6 +19,7 @@ from evalsuite.benchmarks.table import BENCHMARKS, select
 from evalsuite.data.sources import source_for
 from evalsuite.errors import ConfigError
 from evalsuite.fsio import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from evalsuite.paths import public_command
 from evalsuite.pipeline.rundir import check_output_dir, default_output_dir, staged
 from evalsuite.results import RESULTS_FILE, Provenance, RunResult, samples_path
 
@@ -105,7 +106,7 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
         smoke=opts.smoke or opts.limit is not None,
         started_at=started.isoformat(timespec="seconds"),
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        command=tuple(sys.argv),
+        command=public_command(sys.argv),
     )
     extra: dict[str, Any] = {}
     with staged(out) as stage:

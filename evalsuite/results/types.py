@@ -80,6 +80,7 @@ class ModelInfo:
     batch_size: int | None = None
     max_length: int | None = None
     num_parameters: int | None = None
+    weights_sha256: Mapping[str, str] = field(default_factory=dict)  # local models: weight file -> sha256
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelInfo:
