@@ -9,8 +9,12 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
+# Optional extras installed with the package (comma-separated): ray always (tests use it); vllm on GPU machines.
+EXTRAS ?=
+comma := ,
+INSTALL_EXTRAS := dev,ray$(if $(strip $(EXTRAS)),$(comma)$(EXTRAS))
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+STAMP = $(VENV)/.installed-$(subst $(comma),-,$(INSTALL_EXTRAS))
 
 MODEL ?=
 DATA_DIR ?=
@@ -20,6 +24,10 @@ LIMIT ?=
 DTYPE ?=
 DEVICE ?=
 BATCH_SIZE ?=
+BACKEND ?=
+DATA_PARALLEL ?=
+GPUS_PER_REPLICA ?=
+RAY_ADDRESS ?=
 REVISION ?=
 ARGS ?=
 RUN ?=
@@ -32,7 +40,9 @@ OFFLINE_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 opt = $(if $(2),$(1) $(2))
 EVAL_ARGS = $(call opt,--data-dir,$(DATA_DIR)) $(call opt,--output-dir,$(OUTPUT_DIR)) \
 	$(call opt,--benchmarks,$(BENCHMARKS)) $(call opt,--limit,$(LIMIT)) $(call opt,--dtype,$(DTYPE)) \
-	$(call opt,--device,$(DEVICE)) $(call opt,--batch-size,$(BATCH_SIZE)) $(call opt,--revision,$(REVISION)) $(ARGS)
+	$(call opt,--device,$(DEVICE)) $(call opt,--batch-size,$(BATCH_SIZE)) $(call opt,--revision,$(REVISION)) \
+	$(call opt,--backend,$(BACKEND)) $(call opt,--data-parallel,$(DATA_PARALLEL)) \
+	$(call opt,--gpus-per-replica,$(GPUS_PER_REPLICA)) $(call opt,--ray-address,$(RAY_ADDRESS)) $(ARGS)
 
 .PHONY: help install eval test quality style card compare clean
 
@@ -50,7 +60,7 @@ PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	($(PIP) uv && $(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev]") || $(PIP) -e ".[dev]"
+	($(PIP) uv && $(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[$(INSTALL_EXTRAS)]") || $(PIP) -e ".[$(INSTALL_EXTRAS)]"
 	touch $@
 
 install: $(STAMP)

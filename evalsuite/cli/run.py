@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from evalsuite.benchmarks.table import BENCHMARK_NAMES
-from evalsuite.cli.argtypes import positive_int
+from evalsuite.cli.argtypes import non_negative_float, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +42,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--limit", type=positive_int, help="first N docs per task after the v1 shuffle (marked as a smoke run)"
     )
+    p.add_argument("--backend", default="hf", help="engine: hf (default, exact v1 path) or vllm (GPU, evalsuite[vllm])")
+    p.add_argument(
+        "--tensor-parallel", type=positive_int, default=1, help="GPUs per model with --backend vllm (default 1)"
+    )
+    scale = p.add_argument_group("data parallel (Ray)")
+    scale.add_argument(
+        "--data-parallel", type=positive_int, default=1, metavar="N", help="N model replicas on Ray (default 1)"
+    )
+    scale.add_argument(
+        "--gpus-per-replica", type=non_negative_float, default=0.0, metavar="K", help="GPUs per replica (0: CPU)"
+    )
+    scale.add_argument(
+        "--cpus-per-replica", type=positive_int, default=1, metavar="C", help="CPU threads per replica (default 1)"
+    )
+    scale.add_argument("--ray-address", help="join this Ray cluster (default: start a local Ray instance)")
     p.add_argument("--no-router-stats", dest="router_stats", action="store_false", help="skip MoE router statistics")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     p.set_defaults(func=cmd_run)
@@ -63,6 +78,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         threads=args.threads,
         router_stats=args.router_stats,
         progress=args.progress,
+        backend=args.backend,
+        tensor_parallel=args.tensor_parallel,
+        data_parallel=args.data_parallel,
+        gpus_per_replica=args.gpus_per_replica,
+        cpus_per_replica=args.cpus_per_replica,
+        ray_address=args.ray_address,
     )
     if args.demo:
         from evalsuite import demo

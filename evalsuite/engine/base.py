@@ -13,7 +13,16 @@ A backend is loaded from `BackendOptions` by `evalsuite.engine.load_backend` and
 - `info`: the `ModelInfo` written to results.json (what was evaluated, where, in which dtype, with
   which batch size and max length); every field that can change the numbers belongs there.
 - `module`: the torch module that runs the forward passes, where there is one (router statistics hook
-  its MoE gates); None for engines without one (a server, a compiled engine).
+  its MoE gates); None for engines without one (a server, a compiled engine, remote replicas).
+- `router_counts`: None, or an object that counts MoE routing where the forward passes run (the
+  replicas of data parallel) and is used by the pipeline like evalsuite.moe.recorder.RouterRecorder
+  (`track(benchmark)`, `write(run_dir)`, `close()`).
+- `settings`: what else decides the numbers or the speed (engine class, data-parallel replicas, ...),
+  recorded in results.json.
+- `close()`: release what the backend holds (processes, a Ray instance it started).
+
+An `lm` may declare `parallel_calls` (an int): how many calls it answers at once. The pipeline then keeps
+that many calls in flight; each call is still answered as a whole, as if it were the only one.
 """
 
 from __future__ import annotations
@@ -44,8 +53,16 @@ class BackendOptions:
     max_length: int | None = None  # None: v1's rule (config n_positions / max_position_embeddings / n_ctx)
     trust_remote_code: bool = False
     threads: int | None = None  # torch intra-op CPU threads; None: torch's default
+    tensor_parallel: int = 1  # GPUs one model is sharded over by tensor parallelism (the vllm backend)
 
     def __post_init__(self) -> None:
+        if self.tensor_parallel < 1:
+            raise ConfigError(f"--tensor-parallel {self.tensor_parallel} must be a positive integer")
+        if self.tensor_parallel > 1 and self.backend != "vllm":
+            raise ConfigError(
+                f"--tensor-parallel {self.tensor_parallel} needs --backend vllm; the {self.backend} backend spreads "
+                "a model over all visible GPUs with --device auto"
+            )
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads {self.threads} must be a positive integer")
         if self.dtype not in DTYPES:
@@ -54,6 +71,33 @@ class BackendOptions:
             raise ConfigError(f"--batch-size {self.batch_size} must be a positive integer")
         if self.max_length is not None and self.max_length < 1:
             raise ConfigError(f"max length {self.max_length} must be a positive number of tokens")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ParallelOptions:
+    """How many replicas, on what, and which Ray cluster."""
+
+    replicas: int = 1  # --data-parallel
+    gpus_per_replica: float = 0.0  # 0: CPU replicas
+    cpus_per_replica: int = 1  # CPU threads of each replica (torch intra-op threads on CPU)
+    ray_address: str | None = None  # None: a local Ray instance (or the one this process already joined)
+
+    def __post_init__(self) -> None:
+        if self.replicas < 1:
+            raise ConfigError(f"--data-parallel {self.replicas} must be a positive number of replicas")
+        if self.gpus_per_replica < 0:
+            raise ConfigError(f"--gpus-per-replica {self.gpus_per_replica} must be 0 (CPU) or more")
+        if self.cpus_per_replica < 1:
+            raise ConfigError(f"--cpus-per-replica {self.cpus_per_replica} must be a positive integer")
+
+    def record(self) -> dict[str, Any]:
+        """What results.json records of the parallel setting (the cluster address only as local/remote)."""
+        return {
+            "replicas": self.replicas,
+            "gpus_per_replica": self.gpus_per_replica,
+            "cpus_per_replica": self.cpus_per_replica,
+            "ray": "local" if self.ray_address in (None, "local") else "cluster",
+        }
 
 
 class Backend(Protocol):
@@ -67,3 +111,11 @@ class Backend(Protocol):
 
     @property
     def module(self) -> Any | None: ...
+
+    @property
+    def router_counts(self) -> Any | None: ...
+
+    @property
+    def settings(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...

@@ -29,6 +29,14 @@ class HFBackend:
     lm: LM
     info: ModelInfo
     module: Any  # the transformers model, for router statistics
+    router_counts: None = None  # routing is counted by hooks on `module`, in this process
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {"engine": type(self.lm).__name__}
+
+    def close(self) -> None:
+        """Nothing to release beyond what garbage collection frees."""
 
 
 def resolve_model_dir(opts: BackendOptions) -> tuple[Path, str | None]:

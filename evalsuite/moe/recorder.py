@@ -422,15 +422,33 @@ class RouterRecorder:
             {"layer": "int64", "expert": "int64", "tokens": "int64", "top1_tokens": "int64", "weight_sum": "float64"}
         )
 
+    def take(self) -> Any:
+        """The counts so far (as `frame`), then forget them: a data-parallel replica hands over the
+        counts of each part it answered, so the counts of a part that is answered again elsewhere
+        after a replica died are never lost nor counted twice."""
+        frame = self.frame()
+        self._done = {}
+        return frame
+
     def write(self, run_dir: str | Path) -> dict[str, Any]:
         """Write `router_stats.parquet` into `run_dir`; returns the summary stored in results.json."""
-        frame = self.frame()
-        buf = io.BytesIO()
-        frame.to_parquet(buf, index=False)
-        atomic_write_bytes(Path(run_dir) / ROUTER_FILE, buf.getvalue())
-        return {"file": ROUTER_FILE, **summarize(frame)}
+        return write_frame(self.frame(), run_dir)
 
     def close(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+
+
+def write_frame(frame: Any, run_dir: str | Path) -> dict[str, Any]:
+    """Write router counts (a DataFrame with COLUMNS) as `router_stats.parquet` into `run_dir`; returns
+    the summary stored in results.json."""
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    atomic_write_bytes(Path(run_dir) / ROUTER_FILE, buf.getvalue())
+    return {"file": ROUTER_FILE, **summarize(frame)}
+
+
+def recorder_for(module: Any | None) -> RouterRecorder | None:
+    """A recorder hooked on `module`'s routers; None for engines without a module and for dense models."""
+    return RouterRecorder(module) if module is not None and is_moe(module) else None

@@ -83,25 +83,47 @@ def prepare(spec: BenchmarkSpec, source: DataSource, limit: int | None = None) -
 
 
 def answer(lm: LM, requests: Sequence[Request], progress: Any) -> list[Any]:
-    """Responses in request order: a float log-likelihood or a generated string per request."""
+    """Responses in request order: a float log-likelihood or a generated string per request.
+
+    The requests go in calls of REQUESTS_PER_CALL; an LM that declares `parallel_calls` (data-parallel
+    replicas) gets that many calls at once, the same calls as one at a time."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
     from lm_eval.api.instance import Instance
 
     by_type: dict[str, list[int]] = defaultdict(list)
     for i, req in enumerate(requests):
         by_type[req.request_type].append(i)
+    calls = [
+        (request_type, indices[start : start + REQUESTS_PER_CALL[request_type]])
+        for request_type, indices in by_type.items()
+        for start in range(0, len(indices), REQUESTS_PER_CALL[request_type])
+    ]
     responses: list[Any] = [None] * len(requests)
-    for request_type, indices in by_type.items():
-        method = getattr(lm, request_type)
-        step = REQUESTS_PER_CALL[request_type]
-        for start in range(0, len(indices), step):
-            part = indices[start : start + step]
-            instances = [
-                Instance(request_type=request_type, doc={}, arguments=requests[i].arguments, idx=0) for i in part
-            ]
-            for i, out in zip(part, method(instances), strict=True):
-                # loglikelihood answers (logprob, is_greedy); generate_until answers the cut text
-                responses[i] = float(out[0]) if request_type == "loglikelihood" else out
-            progress.update(len(part))
+
+    def call(request_type: str, part: list[int]) -> list[Any]:
+        instances = [Instance(request_type=request_type, doc={}, arguments=requests[i].arguments, idx=0) for i in part]
+        return list(getattr(lm, request_type)(instances))
+
+    def keep(request_type: str, part: list[int], outs: list[Any]) -> None:
+        for i, out in zip(part, outs, strict=True):
+            # loglikelihood answers (logprob, is_greedy); generate_until answers the cut text
+            responses[i] = float(out[0]) if request_type == "loglikelihood" else out
+        progress.update(len(part))
+
+    workers = int(getattr(lm, "parallel_calls", 1) or 1)
+    if workers == 1:
+        for request_type, part in calls:
+            keep(request_type, part, call(request_type, part))
+        return responses
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(call, t, part): (t, part) for t, part in calls}
+        try:
+            for future in as_completed(futures):
+                keep(*futures[future], future.result())
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)  # the calls not yet sent are not made
+            raise
     return responses
 
 

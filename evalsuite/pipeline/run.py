@@ -17,6 +17,7 @@ from evalsuite.benchmarks.fewshot import DOC_SHUFFLE_SEED
 from evalsuite.benchmarks.spec import BenchmarkSpec
 from evalsuite.benchmarks.table import BENCHMARKS, select
 from evalsuite.data.sources import source_for
+from evalsuite.engine.base import ParallelOptions
 from evalsuite.errors import ConfigError
 from evalsuite.fsio import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from evalsuite.paths import public_command
@@ -37,6 +38,7 @@ class RunOptions:
     dtype: str = "auto"
     device: str = "auto"
     backend: str = "hf"  # a name of evalsuite.engine.BACKENDS
+    tensor_parallel: int = 1
     batch_size: int = 1
     trust_remote_code: bool = False
     threads: int | None = None
@@ -44,10 +46,22 @@ class RunOptions:
     progress: bool = True
     smoke: bool = False  # set for the embedded demo
     extra_seeds: tuple[tuple[str, int], ...] = ()
+    data_parallel: int = 1  # replicas on Ray (evalsuite.engine.parallel); 1: this process
+    gpus_per_replica: float = 0.0
+    cpus_per_replica: int = 1
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit {self.limit} must be a positive number of documents")
+
+    def parallel(self) -> ParallelOptions:
+        return ParallelOptions(
+            replicas=self.data_parallel,
+            gpus_per_replica=self.gpus_per_replica,
+            cpus_per_replica=self.cpus_per_replica,
+            ray_address=self.ray_address,
+        )
 
 
 def package_versions() -> dict[str, str]:
@@ -63,7 +77,7 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
     `table`: the benchmarks to choose from (default the six of the leaderboard)."""
     from evalsuite.card.update import render_metrics_table, render_model_index
     from evalsuite.engine import BackendOptions, load_backend
-    from evalsuite.moe import recorder as router
+    from evalsuite.moe.recorder import recorder_for
     from evalsuite.pipeline.evaluate import evaluate, no_observer, prepare_all
 
     started = datetime.now(UTC)
@@ -77,24 +91,33 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
         batch_size=opts.batch_size,
         trust_remote_code=opts.trust_remote_code,
         threads=opts.threads,
+        tensor_parallel=opts.tensor_parallel,
     )
+    parallel = opts.parallel()
     out = Path(opts.output_dir) if opts.output_dir else default_output_dir(opts.model)
     check_output_dir(out)
     source = source_for(opts.data_dir)
     prepared = prepare_all(specs, source, opts.limit)
 
-    backend = load_backend(backend_opts)
-    model = backend.module
-    recorder = (
-        router.RouterRecorder(model) if opts.router_stats and model is not None and router.is_moe(model) else None
-    )
+    if parallel.replicas > 1:
+        from evalsuite.engine import parallel as data_parallel
+
+        backend: Any = data_parallel.load(backend_opts, parallel, router_stats=opts.router_stats)
+    else:
+        backend = load_backend(backend_opts)
+    recorder = None
+    if opts.router_stats:
+        recorder = backend.router_counts or recorder_for(backend.module)
     observer: Any = recorder.track if recorder else no_observer
     try:
         outcomes = evaluate(backend.lm, specs, prepared, progress=opts.progress, observer=observer)
     except BaseException:
         if recorder is not None:
             recorder.close()
+        backend.close()
         raise
+    settings = {"backend": opts.backend, **backend.settings}
+    backend.close()
 
     provenance = Provenance(
         evalsuite_version=__version__,
@@ -108,7 +131,7 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
         finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
         command=public_command(sys.argv),
     )
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"engine": settings}
     with staged(out) as stage:
         for name, outcome in outcomes.items():
             atomic_write_jsonl(samples_path(stage, name), [d.to_dict() for d in outcome.docs])

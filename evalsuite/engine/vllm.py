@@ -1,0 +1,99 @@
+"""The "vllm" backend: lm-eval's own vLLM model class, set up as v1 ran (the contract: evalsuite.engine.base).
+
+For GPU machines with `evalsuite[vllm]` installed. Same requests as the exact path (no BOS, v1's max
+length with left truncation, greedy, the stop strings, 256 new tokens); other kernels, so numbers
+differ in rounding: `evalsuite verify` against an `hf` run says by how much.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from evalsuite.engine.base import BackendOptions
+from evalsuite.errors import ConfigError, ModelError, one_line
+from evalsuite.results import ModelInfo
+
+if TYPE_CHECKING:
+    from lm_eval.api.model import LM
+
+SEED = 1234  # vLLM's engine seed; greedy decoding does not draw from it
+MAX_GEN_TOKS = 256  # v1's cap on generated tokens
+
+
+@dataclass(frozen=True)
+class VLLMBackend:
+    lm: LM
+    info: ModelInfo
+    arguments: dict[str, Any]
+    module: Any = None  # the model lives inside vLLM's engine: no router statistics
+    router_counts: None = None
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        keep = ("tensor_parallel_size", "max_length", "batch_size", "seed", "truncation_side", "add_bos_token")
+        return {"engine": "lm_eval.models.vllm_causallms.VLLM", **{k: self.arguments[k] for k in keep}}
+
+    def close(self) -> None:
+        """vLLM frees its GPU memory when the engine is garbage-collected."""
+
+
+def check_available() -> None:
+    """One-line errors for what vLLM needs before anything is loaded: the package, then a CUDA GPU."""
+    if find_spec("vllm") is None:
+        raise ConfigError(
+            "--backend vllm needs vLLM, which is not installed: `make install EXTRAS=vllm` or "
+            "`pip install 'evalsuite[vllm]'` on a machine with a CUDA GPU (or use --backend hf)"
+        )
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError("--backend vllm needs a CUDA GPU and none is visible; use --backend hf on this machine")
+
+
+def vllm_arguments(options: BackendOptions, path: Path, max_length: int) -> dict[str, Any]:
+    """The keyword arguments of lm-eval's VLLM class for a v1 run of the model in `path`."""
+    return {
+        "pretrained": str(path),
+        "dtype": options.dtype,
+        "trust_remote_code": options.trust_remote_code,
+        "add_bos_token": False,  # v1 never added a BOS token
+        "max_length": max_length,  # v1's rule: config n_positions / max_position_embeddings / n_ctx
+        "truncation_side": "left",  # v1 kept the end of a prompt that is too long
+        "max_gen_toks": MAX_GEN_TOKS,
+        "tensor_parallel_size": options.tensor_parallel,
+        "batch_size": "auto",  # vLLM schedules its own batches
+        "seed": SEED,
+    }
+
+
+def load(options: BackendOptions) -> VLLMBackend:
+    check_available()
+    import transformers
+
+    from evalsuite.engine.hf import resolve_model_dir, v1_max_length
+
+    path, commit = resolve_model_dir(options)
+    config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=options.trust_remote_code)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=options.trust_remote_code)
+    max_length = options.max_length or v1_max_length(config, tokenizer)
+    arguments = vllm_arguments(options, path, max_length)
+    from lm_eval.models.vllm_causallms import VLLM
+
+    try:
+        lm = VLLM(**arguments)
+    except Exception as exc:
+        raise ModelError(f"vLLM could not load {options.model} ({type(exc).__name__}: {one_line(exc)})") from exc
+    info = ModelInfo(
+        id=options.model,
+        revision=options.revision,
+        commit=commit,
+        architecture=(config.architectures or [None])[0],
+        dtype=options.dtype,
+        devices=tuple(f"cuda:{i}" for i in range(options.tensor_parallel)),
+        batch_size=None,
+        max_length=max_length,
+    )
+    return VLLMBackend(lm=lm, info=info, arguments=arguments)
