@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 # A copy of ../shared/golden-v1 (reference outputs of the original v1 harness), kept in the repo so
 # that CI on a clean checkout has it.
 GOLDEN = REPO / "tests" / "data" / "golden-v1"
+# The reference models; tiny-moe-short has a 512-token context, shorter than many prompts.
+GOLDEN_MODELS = ("tiny-moe", "tiny-llama", "tiny-moe-short")
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +60,17 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_dense_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reference dense Llama on the same documents as tiny_run, so the two compare pairwise."""
     return reference_run(tmp_path_factory, "tiny-llama", "--limit", "3")
+
+
+@pytest.fixture(scope="session")
+def golden_runs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """`golden_runs(model)`: the model's run on all reference documents, as the reference was made (CPU,
+    float32, batch size 1); each model runs at most once per session."""
+    runs: dict[str, Path] = {}
+
+    def get(model: str) -> Path:
+        if model not in runs:
+            runs[model] = reference_run(tmp_path_factory, model, "--device", "cpu", "--dtype", "float32")
+        return runs[model]
+
+    return get

@@ -85,7 +85,9 @@ def test_the_cycle_finder_sees_a_cycle_through_a_function_level_import() -> None
     assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
 
 
-@pytest.mark.parametrize("command", [[], ["run"], ["data", "pull"], ["card"], ["compare"], ["router-stats"]])
+@pytest.mark.parametrize(
+    "command", [[], ["run"], ["data", "pull"], ["card"], ["compare"], ["router-stats"], ["verify"]]
+)
 def test_help_imports_no_heavy_library(command: list[str]) -> None:
     code = (
         "import json, sys\n"

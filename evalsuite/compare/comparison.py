@@ -14,6 +14,7 @@ from evalsuite import __version__
 from evalsuite.benchmarks.table import BENCHMARK_NAMES, BENCHMARKS, BY_NAME
 from evalsuite.compare.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, paired_test
 from evalsuite.errors import CompareError
+from evalsuite.fidelity.fingerprint import Fingerprint, same_prompts
 from evalsuite.naming import display_name
 from evalsuite.pipeline.rundir import RESULTS_ROOT
 from evalsuite.results import RunResult, load_run
@@ -243,6 +244,16 @@ class Comparison:
         ]
         return _md_table(header, rows, align_from=2)
 
+    def prompts_md(self) -> str:
+        """Per benchmark, whether each run asked the baseline's questions (equal prompt fingerprints)."""
+        base = self.runs[self.labels.index(self.baseline)]
+        rows = [
+            [label, *(same_prompts(_fingerprint(base, b.name), _fingerprint(run, b.name)) for b in BENCHMARKS)]
+            for label, run in zip(self.labels, self.runs, strict=True)
+            if run is not base
+        ]
+        return _md_table([f"model vs {self.baseline}", *BENCHMARK_NAMES], rows)
+
     def subjects_md(self) -> str:
         if self.subjects.empty:
             return "No run reports MMLU subjects.\n"
@@ -269,6 +280,8 @@ class Comparison:
             "resampled within subjects, macro mean), and McNemar's exact test for accuracy metrics (mc2 is "
             "continuous). 'differs' means the interval excludes 0.\n",
             self.significance_md(),
+            f"## Prompts against {self.baseline}\n",
+            self.prompts_md(),
         ]
         if subjects:
             parts += ["## MMLU per subject (%)\n", self.subjects_md()]
@@ -370,6 +383,10 @@ def _subjects() -> tuple[str, ...]:
 
 def _value(run: RunResult, name: str) -> float:
     return run.scores[name].value if name in run.scores else math.nan
+
+
+def _fingerprint(run: RunResult, name: str) -> Fingerprint | None:
+    return run.scores[name].fingerprint if name in run.scores else None
 
 
 def _nan(value: float | None) -> float:

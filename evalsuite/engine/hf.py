@@ -3,7 +3,7 @@ as v1 ran it (the contract it fulfils: evalsuite.engine.base)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_LENGTH = 2048  # v1's fallback when neither config nor tokenizer gives a length
 _HUGE = 10**12  # tokenizers report an "infinite" model_max_length with a huge sentinel
-LOGLIKELIHOOD_PART = 32  # batches per HFLM loglikelihood call (see make_lm)
 
 
 @dataclass(frozen=True)
@@ -117,11 +116,9 @@ def _placement(device: str) -> tuple[Any, bool]:
 def load(opts: BackendOptions) -> HFBackend:
     """Load the model and tokenizer and wrap them as v1 ran (the one entry point of this backend)."""
     model, tokenizer, info = load_model(opts)
-    return HFBackend(
-        lm=make_lm(model, tokenizer, batch_size=opts.batch_size, max_length=info.max_length or DEFAULT_MAX_LENGTH),
-        info=info,
-        module=model,
-    )
+    lm = make_lm(model, tokenizer, batch_size=opts.batch_size, max_length=info.max_length or DEFAULT_MAX_LENGTH)
+    engine = f"{type(lm).__module__}.{type(lm).__qualname__}"
+    return HFBackend(lm=lm, info=replace(info, engine=engine), module=model)
 
 
 def load_model(opts: BackendOptions) -> tuple[Any, Any, ModelInfo]:
@@ -176,38 +173,19 @@ def load_model(opts: BackendOptions) -> tuple[Any, Any, ModelInfo]:
     return model, tokenizer, info
 
 
-def _in_parts(method: Any, requests: list[Any], size: int, disable_tqdm: bool) -> list[Any]:
-    out: list[Any] = []
-    for start in range(0, len(requests), size):
-        out += method(requests[start : start + size], disable_tqdm=disable_tqdm)
-    return out
-
-
 def make_lm(model: Any, tokenizer: Any, *, batch_size: int, max_length: int) -> LM:
-    """lm-eval's HF model class, set up as v1 ran: no BOS, batch 1 by default, v1's max length."""
+    """lm-eval's HF model class as v1 ran it (evalsuite.engine.v1_hflm: answers in parts, v1's truncation
+    arithmetic), set up as v1 ran: no BOS, batch 1 by default, v1's max length."""
     import logging
 
-    from lm_eval.models.huggingface import HFLM
-
-    class BatchedHFLM(HFLM):  # type: ignore[misc]
-        """HFLM answering each call in parts of a fixed size, without a progress bar of its own (the
-        pipeline shows one per benchmark). HFLM sorts a call by length and computes requests that share
-        a context once, so the parts decide the batches and forward passes, which router statistics
-        count: parts of LOGLIKELIHOOD_PART batches, and one batch per generate call, whatever size of
-        call the pipeline makes."""
-
-        def loglikelihood(self, requests: Any, disable_tqdm: bool = True) -> Any:
-            return _in_parts(super().loglikelihood, requests, LOGLIKELIHOOD_PART * batch_size, disable_tqdm)
-
-        def generate_until(self, requests: Any, disable_tqdm: bool = True) -> Any:
-            return _in_parts(super().generate_until, requests, batch_size, disable_tqdm)
+    from evalsuite.engine.v1_hflm import V1HFLM
 
     # HFLM warns that a pre-loaded model ignores its loading options: intended, we load it ourselves.
     lm_eval_logger = logging.getLogger("lm_eval")
     level = lm_eval_logger.level
     lm_eval_logger.setLevel(logging.ERROR)
     try:
-        return BatchedHFLM(
+        return V1HFLM(
             pretrained=model,
             tokenizer=tokenizer,
             backend="causal",

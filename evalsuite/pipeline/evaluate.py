@@ -11,7 +11,7 @@ import contextlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from evalsuite.benchmarks.contract import Doc, Request
@@ -19,6 +19,7 @@ from evalsuite.benchmarks.fewshot import context_prefix, v1_schedule
 from evalsuite.benchmarks.spec import BenchmarkSpec
 from evalsuite.data.sources import DataSource, load_rows
 from evalsuite.errors import DataError
+from evalsuite.fidelity.fingerprint import fingerprint
 from evalsuite.results import BenchmarkScore, DocRecord, RequestRecord
 from evalsuite.scoring import macro_stderr, mean, stderr
 
@@ -209,7 +210,7 @@ def evaluate(
             records.append(score_doc(spec, item, responses[pos : pos + n]))
             pos += n
         # Aggregate in evaluation order (v1 summed in that order: same bits), then store in dataset order.
-        score = aggregate(spec, records)
+        score = replace(aggregate(spec, records), fingerprint=fingerprint(flat))
         records.sort(key=lambda r: (spec.configs.index(r.subject) if r.subject else 0, r.doc_id))
         outcomes[spec.name] = BenchmarkOutcome(score, tuple(records))
     return outcomes

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.errors import RunDirError
+from evalsuite.fidelity.fingerprint import Fingerprint
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
@@ -37,6 +38,7 @@ class BenchmarkScore:
     num_fewshot: int | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)  # every per-doc metric's mean
     subscores: Mapping[str, float] = field(default_factory=dict)  # e.g. the 57 MMLU subjects
+    fingerprint: Fingerprint | None = None  # what was asked; None for model cards
 
     def __post_init__(self) -> None:
         _check_fraction(self.value, f"{self.benchmark}.{self.metric}")
@@ -64,6 +66,7 @@ class BenchmarkScore:
             num_fewshot=d.get("num_fewshot"),
             metrics={k: float(v) for k, v in (d.get("metrics") or {}).items()},
             subscores={k: float(v) for k, v in (d.get("subscores") or {}).items()},
+            fingerprint=Fingerprint.from_dict(d["fingerprint"]) if d.get("fingerprint") else None,
         )
 
 
@@ -81,6 +84,7 @@ class ModelInfo:
     max_length: int | None = None
     num_parameters: int | None = None
     weights_sha256: Mapping[str, str] = field(default_factory=dict)  # local models: weight file -> sha256
+    engine: str | None = None  # the class that answered the requests (module.qualname)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelInfo:

@@ -1,0 +1,40 @@
+"""`evalsuite verify`: check a run against a reference; the comparison itself is evalsuite.fidelity.verify."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from evalsuite.cli.argtypes import tolerance
+from evalsuite.fidelity.tolerance import DEFAULT_EPSILON
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "verify",
+        help="check a run against a reference under the tolerance policy (exit 1 when it differs)",
+        description="Compare a run with a reference directory, document by document: texts byte-identical, "
+        "log-likelihoods within --tol, 0/1 metrics identical except near-ties of the reference, mc2 and the "
+        "scores within the bound --tol implies. The reference is another run directory or a directory in the "
+        "golden format (scores.json + samples/<v1 task>.jsonl). Exit status 0: the same result; 1: it differs.",
+    )
+    p.add_argument("run", metavar="RUN", help="the run directory to check")
+    p.add_argument("--against", required=True, metavar="DIR", help="the reference: a run or golden-format directory")
+    p.add_argument(
+        "--tol",
+        type=tolerance,
+        default=DEFAULT_EPSILON,
+        metavar="EPS",
+        help=f"log-likelihood tolerance in nats (default {DEFAULT_EPSILON:g}); 0 demands identical bits",
+    )
+    p.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    p.set_defaults(func=cmd_verify)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from evalsuite.fidelity.tolerance import Tolerance
+    from evalsuite.fidelity.verify import format_report, verify
+
+    report = verify(args.run, args.against, Tolerance(args.tol))
+    print(json.dumps(report.to_dict(), indent=1) if args.json else format_report(report), end="\n" if args.json else "")
+    return 0 if report.ok else 1

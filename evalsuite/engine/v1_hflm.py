@@ -1,0 +1,66 @@
+"""lm-eval's HFLM as v1 ran it: answers in parts of a fixed size, and v1's arithmetic for generations
+whose context is truncated.
+
+Parts: HFLM sorts a call by length and computes requests that share a context once, so the parts decide
+the batches and forward passes, which router statistics count: parts of LOGLIKELIHOOD_PART batches, and
+one batch per generate call, whatever size of call the pipeline makes. No progress bar of its own (the
+pipeline shows one per benchmark).
+
+Truncation: log-likelihood requests need nothing, v1 and lm-eval both score `(context +
+continuation)[-(max_length + 1):][:-1]` and take the continuation's last logits. Generation differs.
+v1's `_model_generate` (lm_eval/models/huggingface.py at b281b09) keeps the context's last `max_length -
+max_gen_toks` tokens (`input_ids[:, max_gen_toks - max_length:]`), generates, and then cuts the answer
+at the length of the context BEFORE truncation (`generations[:, inputs["input_ids"].size(1):]`). When
+the context was cut, the first `untruncated - kept` generated tokens are dropped, and when the
+generation is shorter than that, the answer is empty. lm-eval cuts at the kept length. This class
+reproduces v1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lm_eval.models.huggingface import HFLM
+
+LOGLIKELIHOOD_PART = 32  # batches per HFLM loglikelihood call
+
+
+def _in_parts(method: Any, requests: list[Any], size: int, disable_tqdm: bool) -> list[Any]:
+    out: list[Any] = []
+    for start in range(0, len(requests), size):
+        out += method(requests[start : start + size], disable_tqdm=disable_tqdm)
+    return out
+
+
+class V1HFLM(HFLM):  # type: ignore[misc]
+    # The width of the last context batch before truncation: generate_until encodes the contexts, then
+    # generates from them; v1 cut the generated sequence at this width.
+    _untruncated_width: int = 0
+
+    def loglikelihood(self, requests: Any, disable_tqdm: bool = True) -> Any:
+        return _in_parts(super().loglikelihood, requests, LOGLIKELIHOOD_PART * self.batch_size, disable_tqdm)
+
+    def generate_until(self, requests: Any, disable_tqdm: bool = True) -> Any:
+        # One batch per call, so that each batch is encoded and generated before the next one.
+        return _in_parts(super().generate_until, requests, self.batch_size, disable_tqdm)
+
+    def tok_batch_encode(
+        self,
+        strings: list[str],
+        padding_side: str = "left",
+        left_truncate_len: int | None = None,
+        truncation: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        input_ids, attention_mask = super().tok_batch_encode(strings, padding_side, None, truncation)
+        self._untruncated_width = input_ids.shape[1]
+        if left_truncate_len:
+            # v1's slice, as written: with its default max_gen_toks (256), not the request's.
+            start = self.max_gen_toks - self.max_length
+            input_ids, attention_mask = input_ids[:, start:], attention_mask[:, start:]
+        return input_ids, attention_mask
+
+    def _model_generate(self, context: torch.Tensor, max_length: int, stop: list[str], **kwargs: Any) -> torch.Tensor:
+        generated = super()._model_generate(context, max_length, stop, **kwargs)
+        # generate_until keeps what follows the (truncated) context; hand it what v1 kept instead.
+        return torch.cat([context, generated[:, self._untruncated_width :]], dim=1)

@@ -1,0 +1,1 @@
+"""What "the same result" means: the tolerance policy, prompt fingerprints, and `evalsuite verify`."""

@@ -1,0 +1,307 @@
+"""The tolerance policy: when two evaluations of one benchmark count as the same result.
+
+On one CPU a faithful harness reproduces v1 bit for bit; another CPU's float32 kernels (or a GPU, a
+dtype, a batch size, a backend) move log-likelihoods by a few ULPs. With ε the log-likelihood tolerance:
+
+- contexts, continuations and generations are byte-identical;
+- each log-likelihood is within ε;
+- 0/1 metrics (acc, acc_norm, mc1, generation accuracy) are identical, except near-ties: documents where
+  the reference's own margin between its best and second-best choice (per character for acc_norm) is
+  below 2ε, so that two lls moving by ε in opposite directions can swap them; those are reported, not failed;
+- mc2 is within a relative e^(2ε) - 1: each probability moves by a factor in [e^-ε, e^ε], so each of
+  its two sums does too, and their ratio by at most e^(±2ε);
+- the score is recomputed from the per-document values on both sides: accuracies identical (once the
+  flipped near-ties take the run's values), mc2 within the same bound, and the card's two-decimal
+  percentage identical.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from evalsuite.errors import ConfigError
+from evalsuite.pipeline.evaluate import aggregate
+from evalsuite.results import DocRecord, RequestRecord
+
+if TYPE_CHECKING:
+    from evalsuite.benchmarks.spec import BenchmarkSpec
+
+DEFAULT_EPSILON = 1e-4
+# mc2 is a smooth function of the lls: bounded relatively, not compared for identity.
+RELATIVE_METRICS = frozenset({"mc2"})
+# How each 0/1 metric picks its choice: (group of requests, whether scores are per character).
+# v1's acc_norm divides a choice's ll by the choice's length in characters: the continuation without
+# the one space v1 put before each choice.
+CHOICE_METRICS: Mapping[str, tuple[str, bool]] = {
+    "acc": ("main", False),
+    "acc_norm": ("main", True),
+    "mc1": ("mc1", False),
+}
+# A score and the mean of its documents, both in float64, differ only by summation order.
+_SUMMATION_SLACK = 1e-12
+
+DocKey = tuple[str | None, int]
+
+
+class Verdict(StrEnum):
+    EXACT = "exact"
+    WITHIN = "within tolerance"
+    DIFFERS = "differs"
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    epsilon: float = DEFAULT_EPSILON  # per log-likelihood, in nats
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.epsilon) and self.epsilon >= 0):
+            raise ConfigError(f"--tol {self.epsilon}: must be a finite number >= 0, e.g. 1e-4")
+
+    @property
+    def near_tie_margin(self) -> float:
+        return 2 * self.epsilon
+
+    @property
+    def relative(self) -> float:
+        """The relative bound on mc2 and its score: e^(2ε) - 1."""
+        return math.expm1(2 * self.epsilon)
+
+
+DEFAULT_TOLERANCE = Tolerance()
+
+
+@dataclass(frozen=True)
+class NearTie:
+    """A 0/1 metric that flipped where the reference could not tell its top two choices apart."""
+
+    doc: DocKey
+    metric: str
+    margin: float  # the reference's best minus second-best score
+    reference: float
+    run: float
+
+
+@dataclass(frozen=True)
+class Difference:
+    doc: DocKey | None  # None: the benchmark's score
+    what: str
+
+
+@dataclass(frozen=True)
+class BenchmarkVerdict:
+    benchmark: str
+    n_docs: int
+    n_loglikelihoods: int
+    max_abs_dll: float
+    n_ll_changed: int  # log-likelihoods not bit-identical
+    near_ties: tuple[NearTie, ...] = ()
+    differences: tuple[Difference, ...] = ()
+    score_run: float | None = None
+    score_reference: float | None = None
+
+    @property
+    def verdict(self) -> Verdict:
+        if self.differences:
+            return Verdict.DIFFERS
+        if self.n_ll_changed or self.near_ties or self.score_run != self.score_reference:
+            return Verdict.WITHIN
+        return Verdict.EXACT
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "benchmark": self.benchmark,
+            "verdict": self.verdict.value,
+            "n_docs": self.n_docs,
+            "n_loglikelihoods": self.n_loglikelihoods,
+            "n_loglikelihoods_changed": self.n_ll_changed,
+            "max_abs_dll": self.max_abs_dll,
+            "score_run": self.score_run,
+            "score_reference": self.score_reference,
+            "near_ties": [
+                {"doc": list(t.doc), "metric": t.metric, "margin": t.margin, "reference": t.reference, "run": t.run}
+                for t in self.near_ties
+            ],
+            "differences": [{"doc": None if d.doc is None else list(d.doc), "what": d.what} for d in self.differences],
+        }
+
+
+def requests_in_v1_order(doc: DocRecord) -> list[RequestRecord]:
+    """v1's request order: TruthfulQA's mc1 choices (recorded apart) first, then the others."""
+    return [RequestRecord(**r) for r in doc.extra.get("mc1_requests", [])] + list(doc.requests)
+
+
+def choice_scores(doc: DocRecord, metric: str) -> list[float] | None:
+    """The per-choice scores a 0/1 metric takes the argmax of; None for a metric not decided by lls."""
+    if metric not in CHOICE_METRICS:
+        return None
+    group, per_char = CHOICE_METRICS[metric]
+    requests = [RequestRecord(**r) for r in doc.extra.get("mc1_requests", [])] if group == "mc1" else doc.requests
+    if not requests or any(r.loglikelihood is None or r.continuation is None for r in requests):
+        return None
+    return [_per_char(r) if per_char else r.loglikelihood for r in requests]  # type: ignore[misc]
+
+
+def _per_char(r: RequestRecord) -> float:
+    choice = (r.continuation or "").removeprefix(" ")
+    return (r.loglikelihood or 0.0) / max(1, len(choice))
+
+
+def margin(scores: Sequence[float]) -> float:
+    """Best minus second-best score (infinite with a single choice: nothing to tie with)."""
+    if len(scores) < 2:
+        return math.inf
+    top = sorted(scores, reverse=True)
+    return top[0] - top[1]
+
+
+def _compare_requests(key: DocKey, ref: DocRecord, run: DocRecord, eps: float) -> tuple[list[float], list[Difference]]:
+    """Absolute ll differences, and the differences that fail: text not byte-identical, |Δll| > ε."""
+    ref_reqs, run_reqs = requests_in_v1_order(ref), requests_in_v1_order(run)
+    if len(ref_reqs) != len(run_reqs):
+        return [], [Difference(key, f"{len(run_reqs)} requests, the reference has {len(ref_reqs)}")]
+    dlls: list[float] = []
+    diffs: list[Difference] = []
+    for i, (want, got) in enumerate(zip(ref_reqs, run_reqs, strict=True)):
+        for name in ("context", "continuation", "generation"):
+            if getattr(want, name) != getattr(got, name):
+                diffs.append(Difference(key, f"request {i}: {name} differs: {_excerpt(getattr(got, name))} "
+                                             f"vs reference {_excerpt(getattr(want, name))}"))  # fmt: skip
+        if want.loglikelihood is None or got.loglikelihood is None:
+            if want.loglikelihood != got.loglikelihood:
+                diffs.append(Difference(key, f"request {i}: a log-likelihood on one side only"))
+            continue
+        d = abs(got.loglikelihood - want.loglikelihood)
+        dlls.append(d)
+        if not d <= eps:  # also catches NaN
+            diffs.append(Difference(key, f"request {i}: |Δll| = {d:.3g} > ε = {eps:g}"))
+    return dlls, diffs
+
+
+def _compare_metrics(
+    key: DocKey, ref: DocRecord, run: DocRecord, tol: Tolerance
+) -> tuple[list[NearTie], list[Difference]]:
+    ties: list[NearTie] = []
+    diffs: list[Difference] = []
+    for metric in sorted(set(ref.metrics) | set(run.metrics)):
+        if metric not in ref.metrics or metric not in run.metrics:
+            diffs.append(Difference(key, f"{metric}: present on one side only"))
+            continue
+        want, got = ref.metrics[metric], run.metrics[metric]
+        if metric in RELATIVE_METRICS:
+            if not _within_relative(got, want, tol):
+                diffs.append(
+                    Difference(key, f"{metric} {got!r} vs reference {want!r}: beyond relative {tol.relative:.3g}")
+                )
+            continue
+        if got == want:
+            continue
+        scores = choice_scores(ref, metric)
+        gap = margin(scores) if scores is not None else math.inf
+        if gap < tol.near_tie_margin:
+            ties.append(NearTie(key, metric, gap, want, got))
+        else:
+            why = f" (reference margin {gap:.3g} >= 2ε)" if scores is not None else ""
+            diffs.append(Difference(key, f"{metric} {got:g} vs reference {want:g}{why}"))
+    return ties, diffs
+
+
+def _within_relative(got: float, want: float, tol: Tolerance) -> bool:
+    return abs(got - want) <= tol.relative * abs(want) + _SUMMATION_SLACK
+
+
+def _excerpt(text: str | None, width: int = 40) -> str:
+    if text is None:
+        return "none"
+    return repr(text if len(text) <= width else text[:width] + "…")
+
+
+def _sorted(spec: BenchmarkSpec, docs: Sequence[DocRecord]) -> list[DocRecord]:
+    # Dataset order per config, configs in table order: both sides then sum in one order.
+    return sorted(docs, key=lambda d: (spec.configs.index(d.subject) if d.subject else 0, d.doc_id))
+
+
+def _score(spec: BenchmarkSpec, docs: Sequence[DocRecord]) -> float:
+    # The pipeline's aggregate (evalsuite.scoring's rules): the score means what a run's score means.
+    return aggregate(spec, _sorted(spec, docs)).value
+
+
+def _compare_scores(
+    spec: BenchmarkSpec,
+    ref_docs: Sequence[DocRecord],
+    run_docs: Sequence[DocRecord],
+    ties: Sequence[NearTie],
+    stated: tuple[float | None, float | None],
+    tol: Tolerance,
+) -> tuple[float, float, list[Difference]]:
+    """Both scores recomputed from their documents, the reference's flipped near-ties taking the run's
+    values; each stated score must be the mean of its documents."""
+    diffs: list[Difference] = []
+    flipped: dict[DocKey, dict[str, float]] = {}
+    for t in ties:
+        flipped.setdefault(t.doc, {})[t.metric] = t.run
+    adjusted = [replace(d, metrics={**d.metrics, **flipped.get(d.key, {})}) for d in ref_docs]
+    run_score, ref_score = _score(spec, run_docs), _score(spec, adjusted)
+    for side, value, docs in (("run", stated[0], run_docs), ("reference", stated[1], ref_docs)):
+        recomputed = _score(spec, docs)
+        if value is not None and not abs(value - recomputed) <= _SUMMATION_SLACK:
+            diffs.append(Difference(None, f"the {side}'s stated score {value!r} is not the mean of its documents "
+                                          f"({recomputed!r})"))  # fmt: skip
+    if spec.metric in RELATIVE_METRICS:
+        if not _within_relative(run_score, ref_score, tol):
+            diffs.append(
+                Difference(None, f"score {run_score!r} vs reference {ref_score!r}: beyond relative {tol.relative:.3g}")
+            )
+    elif run_score != ref_score:
+        diffs.append(Difference(None, f"score {run_score!r} vs reference {ref_score!r}"))
+    if f"{100 * run_score:.2f}" != f"{100 * ref_score:.2f}":
+        diffs.append(Difference(None, f"card value {100 * run_score:.2f} vs reference {100 * ref_score:.2f}"))
+    return run_score, ref_score, diffs
+
+
+def compare_benchmark(
+    spec: BenchmarkSpec,
+    reference: Sequence[DocRecord],
+    run: Sequence[DocRecord],
+    tol: Tolerance = DEFAULT_TOLERANCE,
+    *,
+    stated_scores: tuple[float | None, float | None] = (None, None),
+) -> BenchmarkVerdict:
+    """Apply the policy to one benchmark; `stated_scores` are (run, reference) as their files state them."""
+    ref_by_key = {d.key: d for d in reference}
+    run_by_key = {d.key: d for d in run}
+    diffs: list[Difference] = []
+    missing = [k for k in ref_by_key if k not in run_by_key]
+    extra = [k for k in run_by_key if k not in ref_by_key]
+    if missing:
+        diffs.append(Difference(None, f"{len(missing)} reference documents are not in the run, e.g. {missing[0]}"))
+    if extra:
+        diffs.append(Difference(None, f"{len(extra)} run documents are not in the reference, e.g. {extra[0]}"))
+    dlls: list[float] = []
+    ties: list[NearTie] = []
+    for key, ref in ref_by_key.items():
+        if key not in run_by_key:
+            continue
+        d, req_diffs = _compare_requests(key, ref, run_by_key[key], tol.epsilon)
+        t, metric_diffs = _compare_metrics(key, ref, run_by_key[key], tol)
+        dlls += d
+        ties += t
+        diffs += req_diffs + metric_diffs
+    run_score = ref_score = None
+    if not missing and not extra and reference:
+        run_score, ref_score, score_diffs = _compare_scores(spec, reference, run, ties, stated_scores, tol)
+        diffs += score_diffs
+    return BenchmarkVerdict(
+        benchmark=spec.name,
+        n_docs=len(run_by_key),
+        n_loglikelihoods=len(dlls),
+        max_abs_dll=max(dlls, default=0.0),
+        n_ll_changed=sum(1 for x in dlls if x != 0.0),
+        near_ties=tuple(ties),
+        differences=tuple(diffs),
+        score_run=run_score,
+        score_reference=ref_score,
+    )
