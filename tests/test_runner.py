@@ -13,7 +13,6 @@ import types
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from evalsuite.benchmarks.table import BY_NAME
@@ -154,8 +153,10 @@ def test_evaluate_scores_generations_with_the_extracted_answer(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_batch_size_4_gives_the_same_choices_as_batch_size_1(golden_dir: Path, golden_source: LocalDirSource):
+def test_batch_size_4_gives_the_same_result_as_batch_size_1(golden_dir: Path, golden_source: LocalDirSource):
+    # Padding changes float32 numerics by design: the same result means the tolerance policy's.
     from evalsuite.engine import BackendOptions, load_backend
+    from evalsuite.fidelity.tolerance import compare_benchmark
 
     specs = [BY_NAME[n] for n in ("arc", "hellaswag", "truthfulqa", "winogrande")] + [
         dataclasses.replace(BY_NAME["mmlu"], configs=("anatomy", "high_school_us_history"))
@@ -169,12 +170,11 @@ def test_batch_size_4_gives_the_same_choices_as_batch_size_1(golden_dir: Path, g
         runs[batch_size] = evaluate(backend.lm, specs, prepared, progress=False)
 
     for spec in specs:
-        for one, four in zip(runs[1][spec.name].docs, runs[4][spec.name].docs, strict=True):
-            lls_1 = [r.loglikelihood for r in one.requests]
-            lls_4 = [r.loglikelihood for r in four.requests]
-            assert lls_4 == pytest.approx(lls_1, abs=1e-4), (spec.name, one.doc_id)
-            assert np.argmax(lls_4) == np.argmax(lls_1)
-            assert four.metrics == pytest.approx(one.metrics, abs=1e-4)
+        one, four = runs[1][spec.name].docs, runs[4][spec.name].docs
+        verdict = compare_benchmark(spec, one, four)
+        assert verdict.differences == (), (spec.name, verdict.differences[:3])
+        assert verdict.n_docs == len(one) > 0
+        assert verdict.n_loglikelihoods == sum(len(d.requests) + len(d.extra.get("mc1_requests", [])) for d in one)
 
 
 def test_a_row_the_task_refuses_is_a_data_error_saying_where(tmp_path: Path):

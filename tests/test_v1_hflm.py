@@ -8,6 +8,7 @@ transformers' `generate` directly, following those lines.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -98,3 +99,10 @@ def test_the_short_reference_truncates_both_kinds_of_request() -> None:
             for r in row["requests"]
         )
     assert all(n > 512 for n in longest.values()), longest
+
+
+@pytest.mark.slow
+def test_a_run_records_the_engine_that_answered(tiny_run: Path) -> None:
+    from evalsuite.results import load_run
+
+    assert load_run(tiny_run).model.engine == "evalsuite.engine.v1_hflm.V1HFLM"
