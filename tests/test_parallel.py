@@ -25,10 +25,12 @@ def ray_instance():
 
 
 @pytest.fixture(scope="module", params=["tiny-moe", "tiny-llama"])
-def one_and_two(request, ray_instance, tmp_path_factory) -> tuple[Path, Path]:
+def one_and_two(request, ray_instance, golden_runs, tmp_path_factory) -> tuple[Path, Path]:
     """The same model on all the reference data, in one process and on two replicas."""
-    one = reference_run(tmp_path_factory, request.param, "--device", "cpu")
-    two = reference_run(tmp_path_factory, request.param, "--device", "cpu", "--data-parallel", "2")
+    one = golden_runs(request.param)
+    two = reference_run(
+        tmp_path_factory, request.param, "--device", "cpu", "--dtype", "float32", "--data-parallel", "2"
+    )
     return one, two
 
 

@@ -32,7 +32,7 @@ class HFBackend:
 
     @property
     def settings(self) -> dict[str, Any]:
-        return {"engine": type(self.lm).__name__}
+        return {}  # batch size, max length and the engine class are in `info`
 
     def close(self) -> None:
         """Nothing to release beyond what garbage collection frees."""

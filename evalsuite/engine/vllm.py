@@ -34,7 +34,7 @@ class VLLMBackend:
     @property
     def settings(self) -> dict[str, Any]:
         keep = ("tensor_parallel_size", "max_length", "batch_size", "seed", "truncation_side", "add_bos_token")
-        return {"engine": "lm_eval.models.vllm_causallms.VLLM", **{k: self.arguments[k] for k in keep}}
+        return {k: self.arguments[k] for k in keep}
 
     def close(self) -> None:
         """vLLM frees its GPU memory when the engine is garbage-collected."""
@@ -95,5 +95,6 @@ def load(options: BackendOptions) -> VLLMBackend:
         devices=tuple(f"cuda:{i}" for i in range(options.tensor_parallel)),
         batch_size=None,
         max_length=max_length,
+        engine=f"{type(lm).__module__}.{type(lm).__qualname__}",
     )
     return VLLMBackend(lm=lm, info=info, arguments=arguments)
