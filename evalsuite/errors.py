@@ -36,6 +36,10 @@ class CompareError(EvalsuiteError, ValueError):
     """Runs that cannot be compared the way that was asked."""
 
 
+class RecipeError(EvalsuiteError, ValueError):
+    """A merge recipe that cannot be merged: bad YAML or keys, unknown models, models that do not fit together."""
+
+
 class OutputExistsError(EvalsuiteError, FileExistsError):
     """An output path that already holds something evalsuite will not overwrite."""
 

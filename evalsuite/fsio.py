@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +58,22 @@ def unique_dir(base: Path) -> Path:
         n += 1
         candidate = base.with_name(f"{base.name}-{n}")
     return candidate
+
+
+def build_dir_once(final: Path, build: Callable[[Path], object]) -> Path:
+    """`final`, made by `build(tmp)` in a temp dir beside it and renamed into place, unless it exists: it only
+    ever appears by that rename, so a directory that exists is complete and is used as it is."""
+    if final.is_dir():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        build(tmp)
+        os.rename(tmp, final)
+    except OSError:
+        if not final.is_dir():
+            raise
+        # another process finished the same build first; theirs is identical
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final

@@ -86,7 +86,7 @@ def test_the_cycle_finder_sees_a_cycle_through_a_function_level_import() -> None
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["run"], ["data", "pull"], ["card"], ["compare"], ["router-stats"], ["verify"]]
+    "command", [[], ["run"], ["data", "pull"], ["card"], ["compare"], ["router-stats"], ["verify"], ["merge"]]
 )
 def test_help_imports_no_heavy_library(command: list[str]) -> None:
     code = (

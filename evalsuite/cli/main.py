@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from evalsuite import __version__
-from evalsuite.cli import card, compare, data, router_stats, run, verify
+from evalsuite.cli import card, compare, data, merge, router_stats, run, verify
 from evalsuite.errors import EvalsuiteError, UsageError, one_line
 
 
@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 # Each command is one module with `add_parser(sub)`; adding a command is one module and one line here.
-COMMANDS = (run, data, card, compare, router_stats, verify)
+COMMANDS = (run, data, card, compare, router_stats, verify, merge)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,12 +11,12 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
 from evalsuite.errors import ConfigError
+from evalsuite.fsio import build_dir_once
 from evalsuite.pipeline.run import RunOptions
 
 HERE = Path(__file__).resolve().parent
@@ -123,21 +123,7 @@ def _fingerprint() -> str:
 
 def demo_model_dir() -> Path:
     """The demo MoE, built on first use into `$EVALSUITE_CACHE/demo/<fingerprint>/demo-tiny-moe`."""
-    final = cache_root() / "demo" / _fingerprint() / DEMO_MODEL_NAME
-    if final.is_dir():  # it only ever appears by an atomic rename of a finished build
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{DEMO_MODEL_NAME}.", dir=final.parent))
-    try:
-        build_tiny_model(tmp)
-        os.rename(tmp, final)
-    except OSError:
-        if not final.is_dir():
-            raise
-        # another process finished the same build first; theirs is identical
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return build_dir_once(cache_root() / "demo" / _fingerprint() / DEMO_MODEL_NAME, build_tiny_model)
 
 
 def run_options(data_dir: str | None = None, **common: Any) -> RunOptions:
