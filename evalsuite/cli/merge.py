@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from evalsuite.benchmarks.table import BENCHMARK_NAMES
-from evalsuite.cli.argtypes import positive_int
+from evalsuite.cli.evaluation import add_evaluation_options, evaluation_fields
 
 DESCRIPTION = """\
 Merge a mergekit-moe recipe once per gate mode (through mergekit's Python API; merges are cached
@@ -52,19 +51,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     data.add_argument(
         "--sample-data", action="store_true", help="evaluate on the synthetic sample data shipped with evalsuite"
     )
-    p.add_argument("--benchmarks", help=f"comma-separated subset of: {','.join(BENCHMARK_NAMES)} (default: all)")
-    p.add_argument("--limit", type=positive_int, help="first N docs per task after the v1 shuffle (a smoke run)")
-    p.add_argument("--dtype", default="auto", help="auto (config dtype on GPU, float32 on CPU), float32, bfloat16")
-    p.add_argument("--device", default="auto", help="auto (GPUs when there are some, else CPU), cpu, cuda, cuda:N")
-    p.add_argument("--batch-size", type=positive_int, default=1, help="1 (default) reproduces v1 exactly")
-    p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--trust-remote-code", action="store_true", help="allow custom model code from the Hub")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_evaluation_options(p)
     p.set_defaults(func=cmd_merge)
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from evalsuite.benchmarks.table import parse_names
     from evalsuite.merge.report import REPORT_FILE, MergeOptions, merge_and_evaluate
 
     data_dir = args.data_dir
@@ -72,18 +63,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
         from evalsuite.demo import DEMO_DATA_DIR
 
         data_dir = str(DEMO_DATA_DIR)
-    run = dict(
-        data_dir=data_dir,
-        benchmarks=parse_names(args.benchmarks),
-        limit=args.limit,
-        dtype=args.dtype,
-        device=args.device,
-        batch_size=args.batch_size,
-        trust_remote_code=args.trust_remote_code,
-        threads=args.threads,
-        progress=args.progress,
-        smoke=args.sample_data,
-    )
+    run = dict(data_dir=data_dir, smoke=args.sample_data, **evaluation_fields(args))
     out = merge_and_evaluate(MergeOptions(args.recipe, args.gate_modes, args.output_dir, run=tuple(run.items())))
     print(f"merge report written to {out / REPORT_FILE}")
     return 0
