@@ -31,6 +31,7 @@ GPUS_PER_REPLICA ?=
 RAY_ADDRESS ?=
 REVISION ?=
 ARGS ?=
+RESUME ?=
 RUN ?=
 CARD ?=
 RUNS ?=
@@ -45,12 +46,13 @@ EVAL_ARGS = $(call opt,--data-dir,$(DATA_DIR)) $(call opt,--output-dir,$(OUTPUT_
 	$(call opt,--benchmarks,$(BENCHMARKS)) $(call opt,--limit,$(LIMIT)) $(call opt,--dtype,$(DTYPE)) \
 	$(call opt,--device,$(DEVICE)) $(call opt,--batch-size,$(BATCH_SIZE)) $(call opt,--revision,$(REVISION)) \
 	$(call opt,--backend,$(BACKEND)) $(call opt,--data-parallel,$(DATA_PARALLEL)) \
-	$(call opt,--gpus-per-replica,$(GPUS_PER_REPLICA)) $(call opt,--ray-address,$(RAY_ADDRESS)) $(ARGS)
+	$(call opt,--gpus-per-replica,$(GPUS_PER_REPLICA)) $(call opt,--ray-address,$(RAY_ADDRESS)) \
+	$(if $(filter 1 yes true,$(RESUME)),--resume) $(ARGS)
 
 .PHONY: help install eval test quality style card compare merge clean
 
 help:
-	@echo "make eval [MODEL=<hub id or dir>] [DATA_DIR=dir] [BENCHMARKS=arc,mmlu] [LIMIT=n] [TORCH=torch]"
+	@echo "make eval [MODEL=<hub id or dir>] [DATA_DIR=dir] [BENCHMARKS=arc,mmlu] [LIMIT=n] [TORCH=torch] [RESUME=1]"
 	@echo "make test | make quality | make style"
 	@echo "make card RUN=<run dir> [CARD=<README.md to update>]"
 	@echo "make compare RUNS=\"<run dir> <run dir> ...\""

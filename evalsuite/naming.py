@@ -3,6 +3,7 @@ paths, in comparison rows and in a card's model-index. One rule decides which ki
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -15,8 +16,13 @@ def is_local_path(model: str) -> bool:
 def model_slug(model: str) -> str:
     """For run directory paths: `org/name` -> `org__name` (the leaderboard's details-dataset style); a
     local dir -> its name."""
-    base = Path(model.rstrip("/")).name if is_local_path(model) else model.replace("/", "__")
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", base) or "model"
+    # the absolute, normalised path: `--model ..` or `.` names the directory itself, never a path out of
+    # results/ (symlinks are not followed: the name the user gave stays the name)
+    if is_local_path(model):
+        base = Path(os.path.normpath(Path(model).expanduser().absolute())).name
+    else:
+        base = model.replace("/", "__")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", base).lstrip(".") or "model"
 
 
 def display_name(model: str) -> str:

@@ -73,9 +73,13 @@ def multiple_choice_metrics(lls: Sequence[float], choices: Sequence[str], gold: 
 
     lls_arr = np.array(lls, dtype=np.float64)
     completion_len = np.array([float(len(c)) for c in choices])
+    # An empty choice divides by 0 as in v1: -inf (never the argmax) or, for a log-likelihood of 0, nan
+    # (np.argmax takes the first nan); the same per-document result, without numpy's warning per document.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        normalised = lls_arr / completion_len
     return {
         "acc": 1.0 if int(np.argmax(lls_arr)) == gold else 0.0,
-        "acc_norm": 1.0 if int(np.argmax(lls_arr / completion_len)) == gold else 0.0,
+        "acc_norm": 1.0 if int(np.argmax(normalised)) == gold else 0.0,
     }
 
 

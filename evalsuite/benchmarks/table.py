@@ -118,9 +118,16 @@ def get_spec(name: str) -> BenchmarkSpec:
 
 
 def parse_names(text: str | None) -> tuple[str, ...] | None:
-    """`--benchmarks arc,mmlu` -> ("arc", "mmlu"); None or empty -> None (all six)."""
-    names = tuple(n.strip() for n in (text or "").split(",") if n.strip())
-    return names or None
+    """`--benchmarks arc,mmlu` -> ("arc", "mmlu"); None (not given) -> None (all six)."""
+    if text is None:
+        return None
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise ConfigError(
+            f"--benchmarks {text!r} names no benchmark; give a comma-separated subset of "
+            f"{','.join(BENCHMARK_NAMES)}, or leave it out for all six"
+        )
+    return names
 
 
 def select(names: Sequence[str] | None, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> tuple[BenchmarkSpec, ...]:

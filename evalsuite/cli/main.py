@@ -51,9 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EvalsuiteError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("error: interrupted; no run directory was written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        # a run stopped by SIGTERM/SIGINT says what it kept (evalsuite.resume.signals.Interrupted)
+        print(f"error: {one_line(exc) or 'interrupted; no run directory was written'}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 130))
     except OSError as exc:
         if os.environ.get("EVALSUITE_DEBUG"):
             raise

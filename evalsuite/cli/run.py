@@ -27,13 +27,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--output-dir", help="where to write the run (default results/<model>/<UTC timestamp>/); must not exist"
     )
     add_evaluation_options(p)
+    # resume and load-check options (evalsuite.resume, evalsuite.checks)
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the unfinished run of this command (the newest one, or the one in --output-dir); "
+        "starts a new run when there is none",
+    )
+    p.add_argument("--fresh", action="store_true", help="discard the unfinished run in --output-dir and start over")
+    p.add_argument(
+        "--allow-missing-weights",
+        action="store_true",
+        help="score a checkpoint whose weights do not match its config (missing ones are random; recorded)",
+    )
     p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from evalsuite.pipeline.run import RunOptions, run
 
-    common = dict(output_dir=args.output_dir, revision=args.revision, **evaluation_fields(args))
+    common = dict(
+        output_dir=args.output_dir,
+        revision=args.revision,
+        resume=args.resume,
+        fresh=args.fresh,
+        allow_missing_weights=args.allow_missing_weights,
+        **evaluation_fields(args),
+    )
     if args.demo:
         from evalsuite import demo
 

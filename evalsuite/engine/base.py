@@ -54,6 +54,7 @@ class BackendOptions:
     trust_remote_code: bool = False
     threads: int | None = None  # torch intra-op CPU threads; None: torch's default
     tensor_parallel: int = 1  # GPUs one model is sharded over by tensor parallelism (the vllm backend)
+    allow_missing_weights: bool = False  # score a checkpoint whose weights do not match its config
 
     def __post_init__(self) -> None:
         if self.tensor_parallel < 1:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evalsuite.checks.weights import check_loading
 from evalsuite.engine.base import BackendOptions
 from evalsuite.engine.weights import weights_sha256
 from evalsuite.errors import ConfigError, ModelError, one_line
@@ -123,6 +124,8 @@ def load(opts: BackendOptions) -> HFBackend:
 
 def load_model(opts: BackendOptions) -> tuple[Any, Any, ModelInfo]:
     """Load the transformers model and tokenizer; returns them with the ModelInfo to record."""
+    import logging
+
     import transformers
 
     path, commit = resolve_model_dir(opts)
@@ -134,6 +137,7 @@ def load_model(opts: BackendOptions) -> tuple[Any, Any, ModelInfo]:
     try:
         config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=opts.trust_remote_code)
     except Exception as exc:
+        _refuse_custom_code(exc, path, "model", opts.trust_remote_code)
         raise ModelError(
             f"model dir {path}: config.json could not be read ({type(exc).__name__}: {one_line(exc)}); "
             "fix or replace it"
@@ -142,20 +146,35 @@ def load_model(opts: BackendOptions) -> tuple[Any, Any, ModelInfo]:
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=opts.trust_remote_code)
     except Exception as exc:
+        _refuse_custom_code(exc, path, "tokenizer", opts.trust_remote_code)
         raise ModelError(
             f"model dir {path}: the tokenizer could not be loaded ({type(exc).__name__}: {one_line(exc)}); "
             "the directory needs the model's tokenizer files (e.g. tokenizer.json and tokenizer_config.json)"
         ) from exc
+    # transformers logs its own multi-line load report (and more about the same weights); the load check
+    # below reports them in one line
+    report_logger = logging.getLogger("transformers")
+    report_level = report_logger.level
+    report_logger.setLevel(logging.ERROR)
     try:
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, device_map=device_map, trust_remote_code=opts.trust_remote_code
+        loaded: Any = transformers.AutoModelForCausalLM.from_pretrained(
+            path,
+            dtype=dtype,
+            device_map=device_map,
+            trust_remote_code=opts.trust_remote_code,
+            output_loading_info=True,  # (model, what was missing / unexpected / mismatched)
         )
+        model, loading_info = loaded
     except Exception as exc:
+        _refuse_custom_code(exc, path, "model", opts.trust_remote_code)
         raise ModelError(
             f"model dir {path}: the weights could not be loaded ({type(exc).__name__}: {one_line(exc)}); "
             "check that the directory holds the model's weights (model.safetensors or shards plus index) "
             "and that they fit on --device"
         ) from exc
+    finally:
+        report_logger.setLevel(report_level)
+    weights_not_loaded = check_loading(loading_info, path, opts.allow_missing_weights)
     model.eval()
     devices = sorted({str(d) for d in getattr(model, "hf_device_map", {}).values()} or {str(model.device)})
     info = ModelInfo(
@@ -169,8 +188,18 @@ def load_model(opts: BackendOptions) -> tuple[Any, Any, ModelInfo]:
         max_length=opts.max_length or v1_max_length(config, tokenizer),
         num_parameters=sum(p.numel() for p in model.parameters()),
         weights_sha256=weights_sha256(path) if commit is None else {},  # a Hub commit pins them already
+        weights_not_loaded=weights_not_loaded,
     )
     return model, tokenizer, info
+
+
+def _refuse_custom_code(exc: Exception, path: Path, what: str, trusted: bool) -> None:
+    """transformers refuses custom code naming its Python keyword; say which flag allows it."""
+    if not trusted and "trust_remote_code" in str(exc):
+        raise ModelError(
+            f"model dir {path}: the {what} needs its own Python code from the model files (auto_map); "
+            "pass --trust-remote-code if you trust that code"
+        ) from exc
 
 
 def make_lm(model: Any, tokenizer: Any, *, batch_size: int, max_length: int) -> LM:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from evalsuite.benchmarks.contract import Doc, Request
 from evalsuite.benchmarks.fewshot import context_prefix, v1_schedule
 from evalsuite.benchmarks.spec import BenchmarkSpec
+from evalsuite.checks.data import check_rows
 from evalsuite.data.sources import DataSource, load_rows
 from evalsuite.errors import DataError
 from evalsuite.fidelity.fingerprint import fingerprint
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 REQUESTS_PER_CALL = {"loglikelihood": 256, "generate_until": 16}
 
 Observer = Callable[[str], AbstractContextManager[Any]]
+# Called as each benchmark completes: (name, outcome, requests answered before this run started).
+OnDone = Callable[[str, "BenchmarkOutcome", int], None]
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,10 @@ class BenchmarkOutcome:
 def _process(spec: BenchmarkSpec, source: DataSource, config: str, split: str) -> list[Doc]:
     """The split's rows through the task's process_doc; a row the task refuses is a one-line DataError
     saying where (any other exception is a bug in the task, and surfaces as one)."""
+    rows = load_rows(source, spec, config, split)
+    check_rows(rows, spec.columns, f"{spec.dataset}/{config}/{split}")
     docs = []
-    for i, row in enumerate(load_rows(source, spec, config, split)):
+    for i, row in enumerate(rows):
         try:
             docs.append(spec.task.process_doc(row, config))
         except DataError as exc:
@@ -83,11 +88,12 @@ def prepare(spec: BenchmarkSpec, source: DataSource, limit: int | None = None) -
     return prepared
 
 
-def answer(lm: LM, requests: Sequence[Request], progress: Any) -> list[Any]:
+def answer(lm: LM, requests: Sequence[Request], progress: Any, answered: frozenset[int] = frozenset()) -> list[Any]:
     """Responses in request order: a float log-likelihood or a generated string per request.
 
     The requests go in calls of REQUESTS_PER_CALL; an LM that declares `parallel_calls` (data-parallel
-    replicas) gets that many calls at once, the same calls as one at a time."""
+    replicas) gets that many calls at once, the same calls as one at a time. `answered`: positions an
+    earlier attempt answered (resume), already counted in `progress`."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     from lm_eval.api.instance import Instance
@@ -110,7 +116,7 @@ def answer(lm: LM, requests: Sequence[Request], progress: Any) -> list[Any]:
         for i, out in zip(part, outs, strict=True):
             # loglikelihood answers (logprob, is_greedy); generate_until answers the cut text
             responses[i] = float(out[0]) if request_type == "loglikelihood" else out
-        progress.update(len(part))
+        progress.update(sum(1 for i in part if i not in answered))
 
     workers = int(getattr(lm, "parallel_calls", 1) or 1)
     if workers == 1:
@@ -193,17 +199,25 @@ def evaluate(
     *,
     progress: bool = True,
     observer: Observer = no_observer,
+    on_done: OnDone | None = None,
 ) -> dict[str, BenchmarkOutcome]:
-    """Evaluate each benchmark; `observer(name)` wraps its model calls (router statistics use it)."""
+    """Evaluate each benchmark; `observer(name)` wraps its model calls (router statistics use it),
+    `on_done` persists each benchmark as it completes (resume)."""
     from tqdm.auto import tqdm
+
+    from evalsuite.resume.lm import NonFiniteAnswer, answered_already
 
     outcomes = {}
     for spec in specs:
         items = prepared[spec.name]
         flat = [req for item in items for req in item.requests]
-        bar = tqdm(total=len(flat), desc=f"{spec.name:<10}", unit="req", disable=not progress)
-        with bar, observer(spec.name):
-            responses = answer(lm, flat, bar)
+        answered = frozenset(answered_already(lm, flat))  # resume: the bar starts at what is done
+        bar = tqdm(total=len(flat), initial=len(answered), desc=f"{spec.name:<10}", unit="req", disable=not progress)
+        try:
+            with bar, observer(spec.name):
+                responses = answer(lm, flat, bar, answered)
+        except NonFiniteAnswer as exc:
+            raise exc.at(spec.name, _doc_of(spec, items, exc.arguments)) from None
         records, pos = [], 0
         for item in items:
             n = len(item.requests)
@@ -213,4 +227,14 @@ def evaluate(
         score = replace(aggregate(spec, records), fingerprint=fingerprint(flat))
         records.sort(key=lambda r: (spec.configs.index(r.subject) if r.subject else 0, r.doc_id))
         outcomes[spec.name] = BenchmarkOutcome(score, tuple(records))
+        if on_done is not None:
+            on_done(spec.name, outcomes[spec.name], len(answered))
     return outcomes
+
+
+def _doc_of(spec: BenchmarkSpec, items: Sequence[PreparedDoc], arguments: tuple[Any, ...]) -> str:
+    """Names the document a request belongs to, e.g. `document 7` or `document 7 of anatomy`."""
+    for item in items:
+        if any(req.arguments == arguments for req in item.requests):
+            return f"document {item.doc_id}" + (f" of {item.config}" if len(spec.configs) > 1 else "")
+    return "a document"

@@ -19,10 +19,11 @@ from evalsuite.benchmarks.table import BENCHMARKS, select
 from evalsuite.data.sources import source_for
 from evalsuite.engine.base import ParallelOptions
 from evalsuite.errors import ConfigError
-from evalsuite.fsio import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from evalsuite.fsio import atomic_write_json, atomic_write_text
 from evalsuite.paths import public_command
-from evalsuite.pipeline.rundir import check_output_dir, default_output_dir, staged
-from evalsuite.results import RESULTS_FILE, Provenance, RunResult, samples_path
+from evalsuite.naming import is_local_path
+from evalsuite.pipeline.rundir import check_output_dir, default_output_dir
+from evalsuite.results import RESULTS_FILE, Provenance, RunResult
 
 PACKAGES = ("torch", "transformers", "tokenizers", "lm-eval", "accelerate", "datasets", "huggingface_hub")
 
@@ -50,10 +51,40 @@ class RunOptions:
     gpus_per_replica: float = 0.0
     cpus_per_replica: int = 1
     ray_address: str | None = None
+    allow_missing_weights: bool = False  # score a checkpoint even when weights are missing or unexpected
+    resume: bool = False  # continue the unfinished run of the same command (evalsuite.resume)
+    fresh: bool = False  # discard the unfinished run in --output-dir and start over
 
     def __post_init__(self) -> None:
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"--limit {self.limit} must be a positive number of documents")
+        if self.resume and self.fresh:
+            raise ConfigError("--resume and --fresh exclude each other: continue the unfinished run, or start over")
+
+    def command(self, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> dict[str, Any]:
+        """What makes two invocations the same command: where the output goes, how it is shown and how many
+        data-parallel replicas answer do not (each replica answers whole calls as one process would)."""
+
+        def where(p: str | None) -> str | None:
+            return str(Path(p).expanduser().resolve()) if p else None
+
+        return {
+            "model": where(self.model) if is_local_path(self.model) else self.model,
+            "revision": self.revision,
+            "data_dir": where(self.data_dir),
+            "benchmarks": [spec.name for spec in select(self.benchmarks, table)],
+            "limit": self.limit,
+            "dtype": self.dtype,
+            "device": self.device,
+            "backend": self.backend,
+            "tensor_parallel": self.tensor_parallel,
+            "batch_size": self.batch_size,
+            "threads": self.threads,
+            "trust_remote_code": self.trust_remote_code,
+            "allow_missing_weights": self.allow_missing_weights,
+            "router_stats": self.router_stats,
+            "extra_seeds": [list(s) for s in self.extra_seeds],
+        }
 
     def parallel(self) -> ParallelOptions:
         return ParallelOptions(
@@ -74,11 +105,16 @@ def package_versions() -> dict[str, str]:
 
 def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
     """Evaluate and write the run directory; returns its path. Bad input fails before model time.
-    `table`: the benchmarks to choose from (default the six of the leaderboard)."""
+    `table`: the benchmarks to choose from (default the six of the leaderboard).
+
+    The output directory is claimed first; every answer is kept in its staging directory as it comes,
+    so an interrupted run continues with `--resume` (evalsuite.resume)."""
     from evalsuite.card.update import render_metrics_table, render_model_index
     from evalsuite.engine import BackendOptions, load_backend
     from evalsuite.moe.recorder import recorder_for
     from evalsuite.pipeline.evaluate import evaluate, no_observer, prepare_all
+    from evalsuite.resume.fingerprint import run_fingerprint
+    from evalsuite.resume.session import RunSession
 
     started = datetime.now(UTC)
     specs = select(opts.benchmarks, table)
@@ -92,59 +128,76 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
         trust_remote_code=opts.trust_remote_code,
         threads=opts.threads,
         tensor_parallel=opts.tensor_parallel,
+        allow_missing_weights=opts.allow_missing_weights,
     )
     parallel = opts.parallel()
-    out = Path(opts.output_dir) if opts.output_dir else default_output_dir(opts.model)
-    check_output_dir(out)
-    source = source_for(opts.data_dir)
-    prepared = prepare_all(specs, source, opts.limit)
+    requested = Path(opts.output_dir) if opts.output_dir else None
+    if requested is not None:
+        check_output_dir(requested)
+    default = default_output_dir(opts.model, unique=False)
+    with RunSession(requested, default, opts.command(table), resume=opts.resume, fresh=opts.fresh) as session:
+        source = source_for(opts.data_dir)
+        prepared = prepare_all(specs, source, opts.limit)
+        fingerprint = run_fingerprint(backend_opts, source, package_versions())
+        session.check_fingerprint(fingerprint, tuple(fingerprint.fields))  # before the model loads
 
-    if parallel.replicas > 1:
-        from evalsuite.engine import parallel as data_parallel
+        if parallel.replicas > 1:
+            from evalsuite.engine import parallel as data_parallel
 
-        backend: Any = data_parallel.load(backend_opts, parallel, router_stats=opts.router_stats)
-    else:
-        backend = load_backend(backend_opts)
-    recorder = None
-    if opts.router_stats:
-        recorder = backend.router_counts or recorder_for(backend.module)
-    observer: Any = recorder.track if recorder else no_observer
-    try:
-        outcomes = evaluate(backend.lm, specs, prepared, progress=opts.progress, observer=observer)
-    except BaseException:
-        if recorder is not None:
-            recorder.close()
-        backend.close()
-        raise
-    settings = {"backend": opts.backend, **backend.settings}
-    backend.close()
+            backend: Any = data_parallel.load(backend_opts, parallel, router_stats=opts.router_stats)
+        else:
+            backend = load_backend(backend_opts)
+        recorder = None
+        try:
+            info = backend.info
+            fingerprint = fingerprint.with_fields(loaded={"dtype": info.dtype, "devices": list(info.devices)})
+            session.check_fingerprint(fingerprint)
+            lm = session.wrap(backend.lm, fingerprint)
+            done = session.completed(specs)
+            if session.reused:
+                finished = f"; complete: {', '.join(done)}" if done else ""
+                print(f"resuming {session.final}: {session.reused} requests already answered{finished}", file=sys.stderr)
+            if opts.router_stats:
+                recorder = backend.router_counts or recorder_for(backend.module)
+            observer: Any = recorder.track if recorder else no_observer
+            todo = [spec for spec in specs if spec.name not in done]
+            fresh = evaluate(
+                lm,
+                todo,
+                prepared,
+                progress=opts.progress,
+                observer=observer,
+                on_done=lambda name, outcome, reused: session.save_benchmark(recorder, name, outcome, reused),
+            )
+            settings = {"backend": opts.backend, **backend.settings}
+        finally:
+            if recorder is not None:
+                recorder.close()
+            backend.close()
+        outcomes = {spec.name: {**done, **fresh}[spec.name] for spec in specs}
 
-    provenance = Provenance(
-        evalsuite_version=__version__,
-        packages=package_versions(),
-        seeds={"doc_shuffle_and_fewshot": DOC_SHUFFLE_SEED, **dict(opts.extra_seeds)},
-        data_source=source.describe(),
-        data_files=source.fingerprints(),
-        limit=opts.limit,
-        smoke=opts.smoke or opts.limit is not None,
-        started_at=started.isoformat(timespec="seconds"),
-        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        command=public_command(sys.argv),
-    )
-    extra: dict[str, Any] = {"engine": settings}
-    with staged(out) as stage:
-        for name, outcome in outcomes.items():
-            atomic_write_jsonl(samples_path(stage, name), [d.to_dict() for d in outcome.docs])
-        if recorder is not None:
-            extra["router"] = recorder.write(stage)
-            recorder.close()
-        result = RunResult(
-            model=backend.info,
-            scores={name: o.score for name, o in outcomes.items()},
-            provenance=provenance,
-            extra=extra,
+        provenance = Provenance(
+            evalsuite_version=__version__,
+            packages=package_versions(),
+            seeds={"doc_shuffle_and_fewshot": DOC_SHUFFLE_SEED, **dict(opts.extra_seeds)},
+            data_source=source.describe(),
+            data_files=source.fingerprints(),
+            limit=opts.limit,
+            smoke=opts.smoke or opts.limit is not None,
+            started_at=started.isoformat(timespec="seconds"),
+            finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            command=public_command(sys.argv),
+            allow_missing_weights=opts.allow_missing_weights,
+            resumed_answers=session.reused,
         )
+        extra: dict[str, Any] = {"engine": settings}
+        router_summary = session.write_router([spec.name for spec in specs]) if recorder is not None else None
+        if router_summary is not None:
+            extra["router"] = router_summary
+        stage = session.stage
+        result = RunResult(model=info, scores={name: o.score for name, o in outcomes.items()}, provenance=provenance, extra=extra)
         atomic_write_text(stage / "model-index.yaml", render_model_index(result))
         atomic_write_text(stage / "metrics.md", render_metrics_table(result))
         atomic_write_json(stage / RESULTS_FILE, result.to_dict())  # last: marks the run complete
-    return out
+        session.finish()
+    return session.final

@@ -24,11 +24,18 @@ def utc_stamp(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
 
 
-def default_output_dir(model: str, root: Path = RESULTS_ROOT, now: datetime | None = None) -> Path:
-    return unique_dir(root / model_slug(model) / utc_stamp(now))
+def default_output_dir(model: str, root: Path = RESULTS_ROOT, now: datetime | None = None, unique: bool = True) -> Path:
+    """results/<model>/<timestamp>; unique=False for a caller that makes it unique as it claims it."""
+    base = root / model_slug(model) / utc_stamp(now)
+    return unique_dir(base) if unique else base
 
 
 def check_output_dir(path: Path) -> None:
+    if path.is_symlink() and not path.exists():
+        raise ConfigError(
+            f"--output-dir {path}: is a symlink to {os.readlink(path)}, which does not exist; "
+            "create its target or choose another directory"
+        )
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise OutputExistsError(
             f"--output-dir {path}: already exists and is not empty (it may hold an earlier run); "

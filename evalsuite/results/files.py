@@ -41,5 +41,16 @@ def read_samples(run_dir: str | Path, benchmark: str) -> list[DocRecord]:
     path = samples_path(Path(run_dir), benchmark)
     if not path.is_file():
         raise RunDirError(f"{path}: missing; this run did not evaluate {benchmark!r} or was damaged")
+    records = []
     with path.open(encoding="utf-8") as fh:
-        return [DocRecord.from_dict(json.loads(line)) for line in fh if line.strip()]
+        for n, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(DocRecord.from_dict(json.loads(line)))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise RunDirError(
+                    f"{path} line {n}: not a sample record ({type(exc).__name__}: {exc}); the file is truncated "
+                    "or damaged: re-run the evaluation or restore the run directory"
+                ) from exc
+    return records

@@ -85,11 +85,15 @@ class ModelInfo:
     num_parameters: int | None = None
     weights_sha256: Mapping[str, str] = field(default_factory=dict)  # local models: weight file -> sha256
     engine: str | None = None  # the class that answered the requests (module.qualname)
+    # Weights the checkpoint did not supply (randomly initialised) or supplied unused: only with
+    # --allow-missing-weights, otherwise loading fails.
+    weights_not_loaded: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelInfo:
         d = dict(d)
         d["devices"] = tuple(d.get("devices") or ())
+        d["weights_not_loaded"] = {k: tuple(v) for k, v in (d.get("weights_not_loaded") or {}).items()}
         return cls(**d)
 
 
@@ -107,6 +111,8 @@ class Provenance:
     started_at: str = ""
     finished_at: str = ""
     command: tuple[str, ...] = ()
+    allow_missing_weights: bool = False  # scored although weights were missing or unexpected
+    resumed_answers: int = 0  # answers reused from an interrupted attempt of the same run
     source: str = "run"  # "run" for evalsuite runs, "card" for numbers read from a model card
 
     @classmethod

@@ -1,0 +1,91 @@
+"""What decides a run's answers: model files (or Hub commit), numerics settings, versions, data files.
+
+Two runs with equal fingerprints give the same answer to the same request, so a resumed run may reuse
+the stored answers only under an equal fingerprint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from evalsuite.data.sources import DataSource
+    from evalsuite.engine.base import BackendOptions
+
+# Packages whose versions change numerics or prompts.
+NUMERIC_PACKAGES = ("torch", "transformers", "tokenizers", "lm-eval", "accelerate")
+# Backend options that do not decide an answer: which model (the "model" field holds its files' hashes or
+# its Hub commit), and permissions that decide only whether a model loads at all.
+NOT_NUMERIC = ("model", "revision", "trust_remote_code", "allow_missing_weights")
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """Named fields; `digest` keys the stored answers, `differs_from` names the first field that changed."""
+
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def digest(self) -> str:
+        text = json.dumps(dict(self.fields), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+    def with_fields(self, **more: Any) -> Fingerprint:
+        return Fingerprint({**self.fields, **more})
+
+    def differs_from(self, old: Fingerprint, keys: tuple[str, ...] | None = None) -> str | None:
+        """A short description of the first difference (in `keys`, default all), or None when equal."""
+        for key in keys if keys is not None else tuple(sorted({*self.fields, *old.fields})):
+            before, now = _plain(old.fields.get(key)), _plain(self.fields.get(key))
+            if before == now:
+                continue
+            if isinstance(before, dict) and isinstance(now, dict):  # name the entry, e.g. one weight file
+                for sub in sorted({*before, *now}):
+                    if before.get(sub) != now.get(sub):
+                        return f"{key} {sub} was {_short(before.get(sub))}, now {_short(now.get(sub))}"
+            return f"{key} was {_short(before)}, now {_short(now)}"
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dict(self.fields), sort_keys=True, default=str))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Fingerprint:
+        return cls(dict(d))
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in sorted(value.items())) + "}"
+    text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def run_fingerprint(options: BackendOptions, source: DataSource, versions: Mapping[str, str]) -> Fingerprint:
+    """What decides a run's answers, known before the model loads (the loaded dtype and devices are
+    added after loading). The backend's settings go in generally: its name and every option that can
+    change a number (dtype, device, batch size, max length, threads, tensor parallel, ...). Data-parallel
+    replicas are left out: each answers whole calls as one process would, so their number may change
+    between attempts (results.json records it under `engine`)."""
+    from evalsuite.engine.hf import resolve_model_dir
+    from evalsuite.engine.weights import model_files_sha256
+
+    model_dir, commit = resolve_model_dir(options)
+    settings = {k: v for k, v in dataclasses.asdict(options).items() if k not in NOT_NUMERIC}
+    return Fingerprint(
+        {
+            "evalsuite": versions.get("evalsuite"),
+            "packages": {name: versions.get(name) for name in NUMERIC_PACKAGES},
+            "model": {"commit": commit} if commit else model_files_sha256(model_dir),
+            "backend": settings,
+            "data": source.fingerprints(),
+        }
+    )

@@ -1,0 +1,186 @@
+"""An lm-eval `LM` around any backend: answers from the run's store, persists each new answer as it
+completes, and stops at the first non-finite log-likelihood.
+
+Backends that report answers through lm-eval's cache hook (HFLM does, one request at a time) have each
+answer persisted the moment it exists; for the others, every answer of a call is persisted when the
+call returns. Either way a call is never bigger than what the pipeline hands over (a few hundred requests).
+
+The pipeline may make several calls at once (an LM declaring `parallel_calls`, e.g. data-parallel
+replicas): the wrapper declares the same number, keeps each call's bookkeeping in its own thread, and
+guards the store with a lock.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from evalsuite.errors import ModelError
+from evalsuite.resume.store import AnswerStore, request_key
+
+if TYPE_CHECKING:
+    from lm_eval.api.instance import Instance
+    from lm_eval.api.model import LM
+
+# Set to a file path to have every answer the backend returns appended to it once kept (one request key
+# a line): tests use it to check that a resumed run asks the model nothing twice.
+COUNT_ENV = "EVALSUITE_COUNT_ANSWERS"
+_METHODS = ("loglikelihood", "loglikelihood_rolling", "generate_until")
+
+
+class NonFiniteAnswer(ModelError):
+    """The model answered a log-likelihood request with NaN or infinity."""
+
+    def __init__(self, request_type: str, arguments: Sequence[Any], value: float) -> None:
+        self.arguments = tuple(arguments)
+        self.value = value
+        self.request_type = request_type
+        super().__init__(self._message("a request"))
+
+    def _message(self, where: str) -> str:
+        tail = str(self.arguments[-1])[:40] if self.arguments else ""
+        return (
+            f"{where}: the model's {self.request_type} of continuation {tail!r} is {self.value}; stopped at the "
+            "first non-finite answer, the answers before it are kept for --resume (which needs the same model "
+            "and settings; a fix such as another --dtype starts over with --fresh)"
+        )
+
+    def at(self, benchmark: str, doc: str) -> ModelError:
+        """The same error, naming the benchmark and document."""
+        return ModelError(self._message(f"{benchmark} {doc}"))
+
+
+def _loglikelihood_of(request_type: str, answer: Any) -> float | None:
+    if request_type == "loglikelihood":
+        return float(answer[0])
+    if request_type == "loglikelihood_rolling":
+        return float(answer)
+    return None
+
+
+class _Hook:
+    """lm-eval's CacheHook interface: backends call `add_partial` with each answer as it completes."""
+
+    def __init__(self, owner: ResumableLM) -> None:
+        self.owner = owner
+
+    def add_partial(self, attr: str, req: Iterable[Any], res: Any) -> None:
+        self.owner._arrive(attr, request_key(self.owner.digest, attr, req), res, from_hook=True)
+
+
+def resumable(inner: LM, store: AnswerStore, digest: str) -> LM:
+    """`inner` behind the store (an `LM` subclass, so lm-eval code accepts it too)."""
+    from lm_eval.api.model import LM
+
+    class ResumableHarnessLM(ResumableLM, LM):  # type: ignore[misc]
+        pass
+
+    return ResumableHarnessLM(inner, store, digest)
+
+
+class _Call(threading.local):
+    """The running call of this thread: the keys it asked for, and those answered so far."""
+
+    expected: frozenset[str] = frozenset()  # hook answers outside it are ignored
+    arguments: dict[str, tuple[Any, ...]]
+    delivered: set[str]
+
+    def __init__(self) -> None:
+        self.arguments, self.delivered = {}, set()
+
+
+class ResumableLM:
+    """The wrapper's behaviour; `resumable` makes it an `LM` (lm_eval is imported only then)."""
+
+    def __init__(self, inner: Any, store: AnswerStore, digest: str) -> None:
+        super().__init__()
+        self.inner = inner
+        self.store = store
+        self.digest = digest
+        # as many calls at once as the wrapped LM answers (data parallel keeps working behind the store)
+        self.parallel_calls = int(getattr(inner, "parallel_calls", 1) or 1)
+        self._call_state = _Call()
+        self._lock = threading.Lock()  # the store and the answer counter, shared by concurrent calls
+        counter = os.environ.get(COUNT_ENV)
+        self._counter = Path(counter) if counter else None
+        if hasattr(inner, "set_cache_hook"):
+            inner.set_cache_hook(_Hook(self))  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything else (tokenizer, rank, max_length...) is the backend's.
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def answered(self, request_type: str, arguments: Sequence[Any]) -> bool:
+        with self._lock:
+            return request_key(self.digest, request_type, arguments) in self.store
+
+    def _arrive(self, request_type: str, key: str, answer: Any, from_hook: bool = False) -> None:
+        """One answer from the backend (through the hook as it completes, or when the call returns)."""
+        call = self._call_state
+        if key in call.delivered or (from_hook and key not in call.expected):
+            return
+        call.delivered.add(key)
+        ll = _loglikelihood_of(request_type, answer)
+        if ll is not None and not math.isfinite(ll):
+            raise NonFiniteAnswer(request_type, call.arguments.get(key, ()), ll)
+        with self._lock:
+            self.store.put(key, list(answer) if isinstance(answer, tuple) else answer)
+            if self._counter is not None:  # every answer the backend returned, so one asked twice shows
+                with self._counter.open("a", encoding="utf-8") as fh:
+                    fh.write(key + "\n")
+
+    def _call(self, request_type: str, instances: list[Instance], kwargs: dict[str, Any]) -> list[Any]:
+        keys = [request_key(self.digest, request_type, inst.args) for inst in instances]
+        todo: dict[str, Instance] = {}
+        with self._lock:
+            for key, inst in zip(keys, instances, strict=True):
+                if key not in self.store:
+                    todo.setdefault(key, inst)  # a request asked twice in one call is answered once
+        if todo:
+            call = self._call_state
+            call.expected, call.delivered = frozenset(todo), set()
+            call.arguments = {key: inst.args for key, inst in todo.items()}
+            try:
+                answers = getattr(self.inner, request_type)(list(todo.values()), **kwargs)
+                for key, answer in zip(todo, answers, strict=True):
+                    self._arrive(request_type, key, answer)
+            finally:
+                call.expected = frozenset()
+        with self._lock:
+            stored = [self.store.get(key) for key in keys]
+        return [_decode(request_type, answer) for answer in stored]
+
+    def loglikelihood(self, requests: list[Instance], **kwargs: Any) -> list[tuple[float, bool]]:
+        return self._call("loglikelihood", requests, kwargs)
+
+    def loglikelihood_rolling(self, requests: list[Instance], **kwargs: Any) -> list[float]:
+        return self._call("loglikelihood_rolling", requests, kwargs)
+
+    def generate_until(self, requests: list[Instance], **kwargs: Any) -> list[str]:
+        return self._call("generate_until", requests, kwargs)
+
+
+def _decode(request_type: str, stored: Any) -> Any:
+    if request_type == "loglikelihood":
+        return (float(stored[0]), bool(stored[1]))
+    if request_type == "loglikelihood_rolling":
+        return float(stored)
+    return stored
+
+
+def answered_already(lm: Any, requests: Sequence[Any]) -> set[int]:
+    """The positions of the runner's requests that `lm` holds answers for (none for a plain backend)."""
+    answered = getattr(lm, "answered", None)
+    if answered is None:
+        return set()
+    return {i for i, r in enumerate(requests) if answered(r.request_type, r.arguments)}
+
+
+def count_answered(lm: Any, requests: Sequence[Any]) -> int:
+    return len(answered_already(lm, requests))
