@@ -32,9 +32,9 @@ from test_cli_errors import (  # noqa: F401
 )
 
 from conftest import GOLDEN, run_cli
-from evalsuite.resume.claim import claim_default
-from evalsuite.pipeline.rundir import default_output_dir
 from evalsuite.benchmarks.contract import multiple_choice_metrics
+from evalsuite.pipeline.rundir import default_output_dir
+from evalsuite.resume.claim import claim_default
 from synth import write_split
 
 TINY_LLAMA = GOLDEN / "models" / "tiny-llama"

@@ -19,9 +19,9 @@ import pytest
 from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM
 
+from evalsuite.benchmarks.contract import Request
 from evalsuite.resume.lm import COUNT_ENV, NonFiniteAnswer, count_answered, resumable
 from evalsuite.resume.store import AnswerStore
-from evalsuite.benchmarks.contract import Request
 
 
 class LengthLM(LM):
@@ -123,9 +123,9 @@ def test_the_wrapper_passes_other_attributes_to_the_backend(tmp_path: Path):
 def test_progress_starts_at_what_an_earlier_attempt_answered(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     from test_cli_errors import wg_rows
 
+    from evalsuite.benchmarks.table import BY_NAME
     from evalsuite.data.sources import LocalDirSource
     from evalsuite.pipeline.evaluate import evaluate, prepare_all
-    from evalsuite.benchmarks.table import BY_NAME
     from synth import write_split
 
     spec = BY_NAME["winogrande"]
@@ -133,8 +133,10 @@ def test_progress_starts_at_what_an_earlier_attempt_answered(tmp_path: Path, cap
     write_split(tmp_path, spec.dataset, "winogrande_xl", "validation", wg_rows(2))
     prepared = prepare_all([spec], LocalDirSource(tmp_path))
     backend = LengthLM()
+    earlier = resumable(backend, AnswerStore(tmp_path / "answers.jsonl"), "fp")
+    earlier.loglikelihood(instances(list(prepared["winogrande"][0].requests)))  # the earlier attempt: document 0
+    earlier.store.close()
     lm = resumable(backend, AnswerStore(tmp_path / "answers.jsonl"), "fp")
-    lm.loglikelihood(instances(list(prepared["winogrande"][0].requests)))  # the earlier attempt: document 0
     capsys.readouterr()
 
     evaluate(lm, [spec], prepared, progress=True)
@@ -192,7 +194,6 @@ def test_concurrent_calls_through_the_wrapper_keep_each_answer_once(tmp_path: Pa
 
 def test_the_fingerprint_names_the_backend_setting_that_changed():
     from conftest import GOLDEN
-
     from evalsuite.data.sources import LocalDirSource
     from evalsuite.engine.base import BackendOptions
     from evalsuite.resume.fingerprint import run_fingerprint

@@ -20,8 +20,8 @@ from evalsuite.data.sources import source_for
 from evalsuite.engine.base import ParallelOptions
 from evalsuite.errors import ConfigError
 from evalsuite.fsio import atomic_write_json, atomic_write_text
-from evalsuite.paths import public_command
 from evalsuite.naming import is_local_path
+from evalsuite.paths import public_command
 from evalsuite.pipeline.rundir import check_output_dir, default_output_dir
 from evalsuite.results import RESULTS_FILE, Provenance, RunResult
 
@@ -156,7 +156,9 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
             done = session.completed(specs)
             if session.reused:
                 finished = f"; complete: {', '.join(done)}" if done else ""
-                print(f"resuming {session.final}: {session.reused} requests already answered{finished}", file=sys.stderr)
+                print(
+                    f"resuming {session.final}: {session.reused} requests already answered{finished}", file=sys.stderr
+                )
             if opts.router_stats:
                 recorder = backend.router_counts or recorder_for(backend.module)
             observer: Any = recorder.track if recorder else no_observer
@@ -195,7 +197,9 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
         if router_summary is not None:
             extra["router"] = router_summary
         stage = session.stage
-        result = RunResult(model=info, scores={name: o.score for name, o in outcomes.items()}, provenance=provenance, extra=extra)
+        result = RunResult(
+            model=info, scores={name: o.score for name, o in outcomes.items()}, provenance=provenance, extra=extra
+        )
         atomic_write_text(stage / "model-index.yaml", render_model_index(result))
         atomic_write_text(stage / "metrics.md", render_metrics_table(result))
         atomic_write_json(stage / RESULTS_FILE, result.to_dict())  # last: marks the run complete

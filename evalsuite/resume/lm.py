@@ -101,6 +101,10 @@ class ResumableLM:
         self.inner = inner
         self.store = store
         self.digest = digest
+        # What an earlier attempt answered is skipped; within this attempt every call goes to the backend
+        # as the pipeline makes it (less repeats inside it), whichever other calls are in flight, so the
+        # forward passes (and the router counts) do not depend on how concurrent calls interleave.
+        self.earlier = frozenset(store.answers)
         # as many calls at once as the wrapped LM answers (data parallel keeps working behind the store)
         self.parallel_calls = int(getattr(inner, "parallel_calls", 1) or 1)
         self._call_state = _Call()
@@ -117,8 +121,7 @@ class ResumableLM:
         return getattr(self.inner, name)
 
     def answered(self, request_type: str, arguments: Sequence[Any]) -> bool:
-        with self._lock:
-            return request_key(self.digest, request_type, arguments) in self.store
+        return request_key(self.digest, request_type, arguments) in self.earlier
 
     def _arrive(self, request_type: str, key: str, answer: Any, from_hook: bool = False) -> None:
         """One answer from the backend (through the hook as it completes, or when the call returns)."""
@@ -138,10 +141,10 @@ class ResumableLM:
     def _call(self, request_type: str, instances: list[Instance], kwargs: dict[str, Any]) -> list[Any]:
         keys = [request_key(self.digest, request_type, inst.args) for inst in instances]
         todo: dict[str, Instance] = {}
-        with self._lock:
-            for key, inst in zip(keys, instances, strict=True):
-                if key not in self.store:
-                    todo.setdefault(key, inst)  # a request asked twice in one call is answered once
+        for key, inst in zip(keys, instances, strict=True):
+            if key not in self.earlier:
+                todo.setdefault(key, inst)  # a request asked twice in one call is answered once
+        fresh: dict[str, Any] = {}
         if todo:
             call = self._call_state
             call.expected, call.delivered = frozenset(todo), set()
@@ -150,11 +153,11 @@ class ResumableLM:
                 answers = getattr(self.inner, request_type)(list(todo.values()), **kwargs)
                 for key, answer in zip(todo, answers, strict=True):
                     self._arrive(request_type, key, answer)
+                    fresh[key] = answer
             finally:
                 call.expected = frozenset()
-        with self._lock:
-            stored = [self.store.get(key) for key in keys]
-        return [_decode(request_type, answer) for answer in stored]
+        with self._lock:  # the earlier attempt's answers never change: only the reads need the lock
+            return [fresh[key] if key in fresh else _decode(request_type, self.store.get(key)) for key in keys]
 
     def loglikelihood(self, requests: list[Instance], **kwargs: Any) -> list[tuple[float, bool]]:
         return self._call("loglikelihood", requests, kwargs)

@@ -29,8 +29,8 @@ from evalsuite.resume.store import STORE_FILE, AnswerStore
 if TYPE_CHECKING:
     from lm_eval.api.model import LM
 
-    from evalsuite.pipeline.evaluate import BenchmarkOutcome
     from evalsuite.benchmarks.spec import BenchmarkSpec
+    from evalsuite.pipeline.evaluate import BenchmarkOutcome
 
 FINGERPRINT_FILE = "fingerprint.json"
 

@@ -7,6 +7,7 @@ the staging directory stays behind for `--resume`.
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -33,7 +34,12 @@ def _raise(signum: int, frame: FrameType | None) -> None:
 
 @contextmanager
 def stop_cleanly() -> Iterator[None]:
-    """While active, SIGTERM and SIGINT raise `Interrupted`; the previous handlers come back after."""
+    """While active, SIGTERM and SIGINT raise `Interrupted`; the previous handlers come back after.
+    Outside the main thread (a run started from a thread of a bigger program) Python cannot set signal
+    handlers: that program's handling stays, and an interrupted run is still resumable."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous = {sig: signal.signal(sig, _raise) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
