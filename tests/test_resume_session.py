@@ -8,11 +8,11 @@ import pytest
 from test_resume_lm import REQUESTS, LengthLM, instances
 
 from evalsuite.errors import RunDirError
-from evalsuite.resume.fingerprint import Fingerprint
+from evalsuite.resume.fingerprint import RunFingerprint
 from evalsuite.resume.session import RunSession
 
 COMMAND = {"model": "/models/merge", "benchmarks": ["arc"], "limit": None}
-SETUP = Fingerprint({"dtype": "bfloat16", "model": {"model.safetensors": "sha256:aa"}, "threads": None})
+SETUP = RunFingerprint({"dtype": "bfloat16", "model": {"model.safetensors": "sha256:aa"}, "threads": None})
 
 
 def interrupted_run(out: Path) -> None:

@@ -25,7 +25,7 @@ NOT_NUMERIC = ("model", "revision", "trust_remote_code", "allow_missing_weights"
 
 
 @dataclass(frozen=True)
-class Fingerprint:
+class RunFingerprint:
     """Named fields; `digest` keys the stored answers, `differs_from` names the first field that changed."""
 
     fields: Mapping[str, Any] = field(default_factory=dict)
@@ -34,10 +34,10 @@ class Fingerprint:
         text = json.dumps(dict(self.fields), sort_keys=True, default=str)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
-    def with_fields(self, **more: Any) -> Fingerprint:
-        return Fingerprint({**self.fields, **more})
+    def with_fields(self, **more: Any) -> RunFingerprint:
+        return RunFingerprint({**self.fields, **more})
 
-    def differs_from(self, old: Fingerprint, keys: tuple[str, ...] | None = None) -> str | None:
+    def differs_from(self, old: RunFingerprint, keys: tuple[str, ...] | None = None) -> str | None:
         """A short description of the first difference (in `keys`, default all), or None when equal."""
         for key in keys if keys is not None else tuple(sorted({*self.fields, *old.fields})):
             before, now = _plain(old.fields.get(key)), _plain(self.fields.get(key))
@@ -54,7 +54,7 @@ class Fingerprint:
         return json.loads(json.dumps(dict(self.fields), sort_keys=True, default=str))
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Fingerprint:
+    def from_dict(cls, d: Mapping[str, Any]) -> RunFingerprint:
         return cls(dict(d))
 
 
@@ -69,7 +69,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def run_fingerprint(options: BackendOptions, source: DataSource, versions: Mapping[str, str]) -> Fingerprint:
+def run_fingerprint(options: BackendOptions, source: DataSource, versions: Mapping[str, str]) -> RunFingerprint:
     """What decides a run's answers, known before the model loads (the loaded dtype and devices are
     added after loading). The backend's settings go in generally: its name and every option that can
     change a number (dtype, device, batch size, max length, threads, tensor parallel, ...). Data-parallel
@@ -80,7 +80,7 @@ def run_fingerprint(options: BackendOptions, source: DataSource, versions: Mappi
 
     model_dir, commit = resolve_model_dir(options)
     settings = {k: v for k, v in dataclasses.asdict(options).items() if k not in NOT_NUMERIC}
-    return Fingerprint(
+    return RunFingerprint(
         {
             "evalsuite": versions.get("evalsuite"),
             "packages": {name: versions.get(name) for name in NUMERIC_PACKAGES},

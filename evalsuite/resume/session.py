@@ -22,7 +22,7 @@ from evalsuite.errors import EvalsuiteError, RunDirError
 from evalsuite.fsio import atomic_write_bytes, atomic_write_json
 from evalsuite.results import BenchmarkScore, read_samples, samples_path
 from evalsuite.resume.claim import Claim, answers_in, claim_default, claim_dir
-from evalsuite.resume.fingerprint import Fingerprint
+from evalsuite.resume.fingerprint import RunFingerprint
 from evalsuite.resume.signals import Interrupted, stop_cleanly
 from evalsuite.resume.store import STORE_FILE, AnswerStore
 
@@ -98,13 +98,13 @@ class RunSession:
 
     # The fingerprint and the store.
 
-    def check_fingerprint(self, fingerprint: Fingerprint, keys: Sequence[str] | None = None) -> None:
+    def check_fingerprint(self, fingerprint: RunFingerprint, keys: Sequence[str] | None = None) -> None:
         """Refuse to continue under another fingerprint (only `keys`, when given: the rest is not known yet)."""
         path = self.stage / ".resume" / FINGERPRINT_FILE
         if path.is_file():
             import json
 
-            old = Fingerprint.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            old = RunFingerprint.from_dict(json.loads(path.read_text(encoding="utf-8")))
             why = fingerprint.differs_from(old, tuple(keys) if keys is not None else None)
             if why:
                 raise RunDirError(
@@ -114,7 +114,7 @@ class RunSession:
         if keys is None:
             atomic_write_json(path, fingerprint.to_dict())
 
-    def wrap(self, lm: LM, fingerprint: Fingerprint) -> LM:
+    def wrap(self, lm: LM, fingerprint: RunFingerprint) -> LM:
         """The backend behind the store; call after `check_fingerprint(fingerprint)` with all its fields."""
         from evalsuite.resume.lm import resumable
 
