@@ -68,7 +68,7 @@ def report(workdir: Path) -> Path:
 
 def _merged_dir(report: Path, mode: str) -> Path:
     manifest = json.loads((report / "merge.json").read_text(encoding="utf-8"))
-    return Path(next(v["model_dir"] for v in manifest["variants"] if v["gate_mode"] == mode))
+    return Path(next(v["model_dir"] for v in manifest["variants"] if v["gate_mode"] == mode)).expanduser()
 
 
 def _table(markdown: str, section: str) -> list[list[str]]:

@@ -29,9 +29,10 @@ from evalsuite.fsio import atomic_write_bytes, atomic_write_json, atomic_write_t
 from evalsuite.merge import intent
 from evalsuite.merge.build import Variant, build_variant
 from evalsuite.merge.recipe import Recipe, validate
+from evalsuite.paths import display_path
 from evalsuite.pipeline.run import RunOptions, run
 from evalsuite.pipeline.rundir import RESULTS_ROOT, check_output_dir, utc_stamp
-from evalsuite.results import load_run
+from evalsuite.results import RESULTS_FILE, load_run
 
 REPORT_FILE = "report.md"
 INTENT_CSV = "router_intent.csv"
@@ -76,7 +77,7 @@ def _run_options(variant: Variant, out: Path, fields: dict[str, Any]) -> RunOpti
 def _write_card(run_dir: Path) -> Path:
     result = load_run(run_dir)
     path = run_dir / CARD_FILE
-    write_card(path, update_card_text(None, result, details=["."], where=str(path)))
+    write_card(path, update_card_text(None, result, details=[RESULTS_FILE], where=str(path)))
     return path
 
 
@@ -122,14 +123,14 @@ def merge_and_evaluate(opts: MergeOptions) -> Path:
 
 def _manifest(recipe: Recipe, variants: Sequence[Variant], runs: dict[str, Path]) -> dict[str, Any]:
     return {
-        "recipe": str(recipe.path.resolve()),
+        "recipe": display_path(recipe.path),
         "recipe_digest": variants[0].digest,
         "gate_modes": [v.gate_mode for v in variants],
         "mergekit_version": metadata.version("mergekit"),
         "variants": [
             {
                 "gate_mode": v.gate_mode,
-                "model_dir": str(v.model_dir),
+                "model_dir": display_path(v.model_dir),
                 "seed": v.seed,
                 "reused_from_cache": v.reused,
                 "run_dir": runs[v.gate_mode].name,
@@ -141,14 +142,15 @@ def _manifest(recipe: Recipe, variants: Sequence[Variant], runs: dict[str, Path]
 
 def _report(recipe: Recipe, variants: Sequence[Variant], scores_md: str, table: Any, notes: Sequence[str]) -> str:
     rows = "".join(
-        f"| {v.gate_mode} | `{v.model_dir}` | [{v.gate_mode}/]({v.gate_mode}/) | [card]({v.gate_mode}/{CARD_FILE}) |\n"
+        f"| {v.gate_mode} | `{display_path(v.model_dir)}` | [{v.gate_mode}/]({v.gate_mode}/) "
+        f"| [card]({v.gate_mode}/{CARD_FILE}) |\n"
         for v in variants
     )
     warned = "".join(f"- {n}\n" for n in notes) or "None: no expert is starved and no gate collapsed.\n"
     return "\n".join(
         [
             f"# Merge report: {recipe.name}\n",
-            f"Recipe `{recipe.path}` (digest {variants[0].digest}), {len(recipe.experts)} experts, "
+            f"Recipe `{display_path(recipe.path)}` (digest {variants[0].digest}), {len(recipe.experts)} experts, "
             f"top-{recipe.experts_per_token}; merged with mergekit {metadata.version('mergekit')}.\n",
             "## Variants\n",
             "| gate mode | merged model | run | card |\n| --- | --- | --- | --- |\n" + rows,
