@@ -358,7 +358,7 @@ def test_a_second_identical_update_is_a_no_op_with_a_backup_of_the_first(tmp_pat
     path = tmp_path / "README.md"
     path.write_text(card_with_old_results(), encoding="utf-8")
     original = path.read_bytes()
-    run_dir = write_run(tmp_path / "run", make_run(NEW))
+    run_dir = write_run(tmp_path / "run", make_run(NEW, model="ConvexAI/BurningBruce-005"))
     assert main(["card", str(run_dir), "--update", str(path)]) == 0
     assert "card updated" in capsys.readouterr().out
     first = path.read_bytes()
@@ -607,7 +607,7 @@ def test_push_offline_fails_cleanly_and_leaves_the_card_unchanged(tmp_path, caps
     path = tmp_path / "README.md"
     path.write_text(card_with_old_results())
     before = path.read_bytes()
-    run_dir = write_run(tmp_path / "run", make_run(NEW))
+    run_dir = write_run(tmp_path / "run", make_run(NEW, model="ConvexAI/BurningBruce-005"))
     assert main(["card", str(run_dir), "--update", str(path), "--push", "org/model"]) == 1
     err = capsys.readouterr().err
     assert "error: --push org/model: the Hub refused or could not be reached" in err
@@ -620,3 +620,17 @@ def test_from_card_and_runs_do_not_mix(tmp_path, capsys):
     run_dir = write_run(tmp_path / "run", make_run(NEW))
     assert main(["card", str(run_dir), "--from-card", str(SEED)]) == 1
     assert "--from-card reads a card" in capsys.readouterr().err
+
+
+def test_a_card_of_another_model_is_refused_unless_the_name_is_given(tmp_path, capsys):
+    path = tmp_path / "README.md"
+    path.write_text(card_with_old_results(), encoding="utf-8")
+    original = path.read_bytes()
+    run_dir = write_run(tmp_path / "run", make_run(NEW, model="org/tiny-moe"))
+    assert main(["card", str(run_dir), "--update", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "'BurningBruce-005'" in err and "'tiny-moe'" in err and "--model-name BurningBruce-005" in err
+    assert path.read_bytes() == original and not (tmp_path / "README.md.bak").exists()
+    # Saying which name the results go under is the decision the refusal asks for.
+    assert main(["card", str(run_dir), "--update", str(path), "--model-name", "BurningBruce-005"]) == 0
+    assert path.read_bytes() != original

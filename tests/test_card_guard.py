@@ -48,7 +48,7 @@ def test_a_smoke_run_is_refused_for_push_before_the_hub_is_asked(tmp_path, seed_
 
 
 def test_an_allowed_smoke_run_is_marked_and_from_card_reports_it(tmp_path, seed_card, capsys):
-    run_dir = write_run(tmp_path / "run", make_run(NEW, smoke=True))
+    run_dir = write_run(tmp_path / "run", make_run(NEW, model="ConvexAI/BurningBruce-005", smoke=True))
     assert main(["card", str(run_dir), "--update", str(seed_card), "--allow-smoke"]) == 0
     capsys.readouterr()
     for result in our_results(front_matter(seed_card.read_text())["model-index"]):
@@ -67,7 +67,7 @@ def test_an_allowed_smoke_run_is_marked_and_from_card_reports_it(tmp_path, seed_
 
 def test_a_partial_run_is_refused_where_the_card_publishes_values(tmp_path, seed_card, capsys):
     partial = {name: value for name, value in NEW.items() if name != "gsm8k"}
-    run_dir = write_run(tmp_path / "run", make_run(partial))
+    run_dir = write_run(tmp_path / "run", make_run(partial, model="ConvexAI/BurningBruce-005"))
     before = seed_card.read_bytes()
     assert main(["card", str(run_dir), "--update", str(seed_card)]) == 1
     assert "the run has no GSM8k (5-shot) while the card publishes values for 6 benchmarks" in capsys.readouterr().err

@@ -92,6 +92,24 @@ def refuse_partial(run: RunResult, card_text: str | None, where: str, allow_smok
         )
 
 
+def refuse_other_model(run: RunResult, card_text: str | None, where: str, model_name: str | None) -> None:
+    """A card whose model-index names another model than the run's is not updated unless `model_name`
+    (--model-name) says which name the results go under: a local directory's name often differs from the
+    Hub name, but publishing another model's numbers must be a decision, not a default."""
+    from evalsuite.naming import card_model_name
+
+    parts = split_card(card_text or "")
+    if parts.yaml is None or model_name:
+        return
+    card_name = model_data(parse_card(parts, where)).model_name
+    run_name = card_model_name(run.model.id)
+    if card_name and card_name != run_name:
+        raise CardError(
+            f"{where}: the card's model-index is named {card_name!r} but the run is of {run_name!r}; "
+            f"if the run is of that model, pass --model-name {card_name}"
+        )
+
+
 def check_writable(path: Path) -> None:
     """A card without write permission is refused, even where the directory would let us replace it."""
     if not path.exists():

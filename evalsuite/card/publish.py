@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from evalsuite.card.guard import check_writable, refuse_partial, refuse_smoke
+from evalsuite.card.guard import check_writable, refuse_other_model, refuse_partial, refuse_smoke
 from evalsuite.card.hub import fetch_hub_card
 from evalsuite.card.read import read_text, warn
 from evalsuite.card.source import origins_of
@@ -110,6 +110,7 @@ def plan_card(req: CardRequest) -> CardPlan:
     details = [req.details_url] if req.details_url else [_link(r, card_dir) for r in runs]
     if req.update or req.push:
         refuse_partial(run, base, where, req.allow_smoke)
+        refuse_other_model(run, base, where, req.model_name)
     text = update_card_text(
         base,
         run,
