@@ -279,6 +279,18 @@ def test_the_newest_result_per_benchmark_wins(tmp_path):
     assert "Detailed results can be found in the runs [a](a), [b](b)" in text
 
 
+def test_a_newer_smoke_run_does_not_replace_a_full_one(tmp_path, capsys):
+    full = write_run(tmp_path / "a", make_run({n: 0.5 for n in SEED_PERCENTS}, finished="2025-01-01T00:00:00+00:00"))
+    newer = make_run({"arc": 0.25, "mmlu": 0.25}, smoke=True, finished="2025-02-01T00:00:00+00:00")
+    smoke = write_run(tmp_path / "b", newer)
+    assert main(["card", str(smoke), str(full), "-o", "-"]) == 0
+    captured = capsys.readouterr()
+    index = front_matter(captured.out)["model-index"]
+    values = {r["dataset"]["name"]: r["metrics"][0]["value"] for r in our_results(index)}
+    assert values == {s.title: 50.0 for s in BENCHMARKS}  # all six from the full run
+    assert "smoke-run scores for arc, mmlu left out; a full run has them" in captured.err
+
+
 def test_runs_of_different_models_are_refused(tmp_path, capsys):
     a = write_run(tmp_path / "a", make_run({"arc": 0.5}, model="org/one"))
     b = write_run(tmp_path / "b", make_run({"arc": 0.5}, model="org/two"))

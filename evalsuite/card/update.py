@@ -92,17 +92,22 @@ def eval_results(
 
 
 def merge_runs(runs: Sequence[RunResult]) -> tuple[RunResult, dict[str, RunResult]]:
-    """Runs of one model as one result: the newest score per benchmark (by finish time; on a tie the later
-    argument). Returns it and, per benchmark, the run its score came from."""
+    """Runs of one model as one result: per benchmark the newest full score, else the newest smoke score
+    (by finish time; on a tie the later argument). Returns it and, per benchmark, the run its score came from."""
     if not runs:
         raise ConfigError("no run directories given; pass one or more directories written by `evalsuite run`")
     check_same_model(runs)
     ordered = sorted(
-        enumerate(runs), key=lambda ir: (ir[1].provenance.finished_at or ir[1].provenance.started_at, ir[0])
+        enumerate(runs),
+        key=lambda ir: (not ir[1].provenance.smoke, ir[1].provenance.finished_at or ir[1].provenance.started_at, ir[0]),
     )
     origins: dict[str, RunResult] = {}
     for _, run in ordered:
         origins.update({name: run for name in run.scores})
+    for _, run in ordered:
+        dropped = [name for name in run.scores if run.provenance.smoke and not origins[name].provenance.smoke]
+        if dropped:
+            warn(f"{run.path}: smoke-run scores for {', '.join(dropped)} left out; a full run has them")
     if not origins:
         raise CardError(f"{runs[0].path}: the run has no benchmark scores; re-run the evaluation")
     newest = ordered[-1][1]
