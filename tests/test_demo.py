@@ -237,6 +237,10 @@ def test_run_demo_writes_a_complete_smoke_run(tmp_path: Path, monkeypatch: pytes
     assert set(results["benchmarks"]) == SIX
     assert results["provenance"]["smoke"] is True
     assert results["provenance"]["seeds"]["demo_model"] == DEMO_SEED
+    # The demo runs torch on one thread unless told otherwise; the machine record says so.
+    machine = results["provenance"]["machine"]
+    assert machine["torch_threads"] == 1 and machine["cpu"] and machine["cpu_count"] >= 1
+    assert "numpy" in results["provenance"]["packages"]
     for spec in BENCHMARKS:
         n_docs = sum(len(rows(spec.name, spec.eval_split, c)) for c in spec.configs)
         lines = (out / "samples" / f"{spec.name}.jsonl").read_text().splitlines()

@@ -22,10 +22,11 @@ from evalsuite.errors import ConfigError
 from evalsuite.fsio import atomic_write_json, atomic_write_text
 from evalsuite.naming import is_local_path
 from evalsuite.paths import public_command
+from evalsuite.pipeline.machine import machine_info
 from evalsuite.pipeline.rundir import check_output_dir, default_output_dir
 from evalsuite.results import RESULTS_FILE, Provenance, RunResult
 
-PACKAGES = ("torch", "transformers", "tokenizers", "lm-eval", "accelerate", "datasets", "huggingface_hub")
+PACKAGES = ("torch", "transformers", "tokenizers", "lm-eval", "accelerate", "datasets", "huggingface_hub", "numpy")
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,7 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
             command=public_command(sys.argv),
             allow_missing_weights=opts.allow_missing_weights,
             resumed_answers=session.reused,
+            machine=machine_info(),
         )
         extra: dict[str, Any] = {"engine": settings}
         router_summary = session.write_router([spec.name for spec in specs]) if recorder is not None else None

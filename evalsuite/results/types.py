@@ -113,6 +113,7 @@ class Provenance:
     command: tuple[str, ...] = ()
     allow_missing_weights: bool = False  # scored although weights were missing or unexpected
     resumed_answers: int = 0  # answers reused from an interrupted attempt of the same run
+    machine: Mapping[str, Any] = field(default_factory=dict)  # CPU, threads, GPUs, CUDA (pipeline.machine)
     source: str = "run"  # "run" for evalsuite runs, "card" for numbers read from a model card
 
     @classmethod
