@@ -16,8 +16,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-# A copy of ../shared/golden-v1 (reference outputs of the original v1 harness), kept in the repo so
-# that CI on a clean checkout has it.
+# Reference outputs of the original v1 harness (its README says what they are), kept in the repo so
+# that CI on a clean checkout has them.
 GOLDEN = REPO / "tests" / "data" / "golden-v1"
 # The reference models; tiny-moe-short has a 512-token context, shorter than many prompts.
 GOLDEN_MODELS = ("tiny-moe", "tiny-llama", "tiny-moe-short")

@@ -25,10 +25,7 @@ from evalsuite.fsio import atomic_write_json
 from evalsuite.results import BenchmarkScore, ModelInfo, Provenance, RunResult
 
 REPO = Path(__file__).resolve().parents[1]
-SEEDS = next(
-    (d for d in (REPO / "tests" / "data" / "seeds", REPO.parent / "shared" / "seeds") if d.is_dir()),
-    REPO / "tests" / "data" / "seeds",
-)
+SEEDS = REPO / "tests" / "data" / "seeds"
 SEED = SEEDS / "BurningBruce-005.README.md"  # the bot's card, YAML indentation restored
 SCRAPED = SEEDS / "000_69f2ea4ffe227e7a.txt"  # a scraped copy: page junk first, YAML flattened
 
