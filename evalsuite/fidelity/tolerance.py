@@ -47,6 +47,14 @@ _SUMMATION_SLACK = 1e-12
 DocKey = tuple[str | None, int]
 
 
+def doc_label(doc: DocKey | None) -> str:
+    """How a document (or, for None, the benchmark's score) is named in verdicts: `doc 3 (anatomy)`."""
+    if doc is None:
+        return "score"
+    subject, doc_id = doc
+    return f"doc {doc_id}" + (f" ({subject})" if subject else "")
+
+
 class Verdict(StrEnum):
     EXACT = "exact"
     WITHIN = "within tolerance"
@@ -277,9 +285,16 @@ def compare_benchmark(
     missing = [k for k in ref_by_key if k not in run_by_key]
     extra = [k for k in run_by_key if k not in ref_by_key]
     if missing:
-        diffs.append(Difference(None, f"{len(missing)} reference documents are not in the run, e.g. {missing[0]}"))
+        diffs.append(
+            Difference(
+                None,
+                f"{len(missing)} reference documents are not in the run, e.g. {doc_label(missing[0])} "
+                "(a --limit run checks only against a reference of the same documents)",
+            )
+        )
     if extra:
-        diffs.append(Difference(None, f"{len(extra)} run documents are not in the reference, e.g. {extra[0]}"))
+        example = doc_label(extra[0])
+        diffs.append(Difference(None, f"{len(extra)} run documents are not in the reference, e.g. {example}"))
     dlls: list[float] = []
     ties: list[NearTie] = []
     for key, ref in ref_by_key.items():

@@ -16,7 +16,14 @@ from typing import Any
 
 from evalsuite.benchmarks.table import BENCHMARKS
 from evalsuite.errors import RunDirError
-from evalsuite.fidelity.tolerance import DEFAULT_TOLERANCE, BenchmarkVerdict, Tolerance, Verdict, compare_benchmark
+from evalsuite.fidelity.tolerance import (
+    DEFAULT_TOLERANCE,
+    BenchmarkVerdict,
+    Tolerance,
+    Verdict,
+    compare_benchmark,
+    doc_label,
+)
 from evalsuite.results import RESULTS_FILE, SAMPLES_DIR, DocRecord, RequestRecord, load_run, read_samples
 
 GOLDEN_SCORES = "scores.json"
@@ -154,9 +161,10 @@ def format_report(report: VerifyReport, max_listed: int = 5) -> str:
             detail += f"; score {100 * v.score_run:.2f} vs {100 * v.score_reference:.2f}"
         lines.append(f"{v.benchmark:<11} {v.verdict.value:<17} {detail}")
         for t in v.near_ties[:max_listed]:
-            lines.append(f"    near-tie {_key(t.doc)}: {t.metric} {t.reference:g} -> {t.run:g} (margin {t.margin:.3g})")
+            flip = f"{t.metric} {t.reference:g} -> {t.run:g} (margin {t.margin:.3g})"
+            lines.append(f"    near-tie {doc_label(t.doc)}: {flip}")
         for d in v.differences[:max_listed]:
-            lines.append(f"    {_key(d.doc)}: {d.what}")
+            lines.append(f"    {doc_label(d.doc)}: {d.what}")
         hidden = max(0, len(v.differences) - max_listed) + max(0, len(v.near_ties) - max_listed)
         if hidden:
             lines.append(f"    ... {hidden} more (see --json)")
@@ -164,10 +172,3 @@ def format_report(report: VerifyReport, max_listed: int = 5) -> str:
         lines.append(f"{name:<11} skipped           {why}")
     lines.append("verdict: " + ("same result under the tolerance policy" if report.ok else "DIFFERS"))
     return "\n".join(lines) + "\n"
-
-
-def _key(doc: tuple[str | None, int] | None) -> str:
-    if doc is None:
-        return "score"
-    subject, doc_id = doc
-    return f"doc {doc_id}" + (f" ({subject})" if subject else "")

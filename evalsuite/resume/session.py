@@ -156,7 +156,7 @@ class RunSession:
         atomic_write_jsonl(samples_path(self.stage, name), [d.to_dict() for d in outcome.docs])
         marker: dict[str, Any] = {"score": outcome.score.to_dict()}
         if recorder is not None and reused:
-            total = sum(len(d.requests) for d in outcome.docs)
+            total = sum(len(d.requests) + len(d.extra.get("mc1_requests", ())) for d in outcome.docs)
             marker["router_partial"] = (
                 f"counts miss the {reused} requests answered before the run was resumed (of about {total})"
             )

@@ -24,9 +24,6 @@ class Interrupted(KeyboardInterrupt):
     def exit_code(self) -> int:
         return 128 + self.signum
 
-    def with_message(self, message: str) -> Interrupted:
-        return Interrupted(self.signum, message)
-
 
 def _raise(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(signum)
