@@ -65,12 +65,14 @@ def tiny_dense_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def golden_runs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
     """`golden_runs(model)`: the model's run on all reference documents, as the reference was made (CPU,
-    float32, batch size 1); each model runs at most once per session."""
+    float32, batch size 1, the hf backend); each model runs at most once per session."""
     runs: dict[str, Path] = {}
 
     def get(model: str) -> Path:
         if model not in runs:
-            runs[model] = reference_run(tmp_path_factory, model, "--device", "cpu", "--dtype", "float32")
+            runs[model] = reference_run(
+                tmp_path_factory, model, "--device", "cpu", "--dtype", "float32", "--backend", "hf"
+            )  # the bit-exact path
         return runs[model]
 
     return get

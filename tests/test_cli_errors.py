@@ -183,7 +183,8 @@ def test_unknown_dtype_lists_the_supported_ones(work, winogrande_data, unloadabl
 
 
 @pytest.mark.parametrize(
-    ("option", "value"), [("--limit", "0"), ("--limit", "-3"), ("--limit", "three"), ("--batch-size", "0")]
+    ("option", "value"),
+    [("--limit", "0"), ("--limit", "-3"), ("--limit", "three"), ("--batch-size", "0"), ("--max-batch-tokens", "0")],
 )
 def test_non_positive_counts_are_refused_in_one_line(work, winogrande_data, unloadable_model, capsys, option, value):
     before = snapshot(work)

@@ -176,7 +176,7 @@ def test_tokenizer_adds_bos_by_default_and_evalsuite_does_not(tiny_models: dict[
     plain = tokenizer(text, add_special_tokens=False).input_ids
     assert tokenizer(text).input_ids == [bos, *plain]  # so a harness adding BOS gets other numbers
 
-    backend = load_backend(BackendOptions(model=str(tiny_models["a"]), device="cpu"))
+    backend = load_backend(BackendOptions(model=str(tiny_models["a"]), backend="hf", device="cpu"))
     assert backend.lm.tok_encode(text) == plain
 
 

@@ -67,7 +67,33 @@ def test_no_bos_token_is_added(golden_run: tuple[str, Path]) -> None:
 
     model_name, _ = golden_run
     manifest = json.loads((GOLDEN / "models" / model_name / "anchor_manifest.json").read_text())
-    lm = load_backend(BackendOptions(model=str(GOLDEN / "models" / model_name), device="cpu")).lm
+    lm = load_backend(BackendOptions(model=str(GOLDEN / "models" / model_name), backend="hf", device="cpu")).lm
     tokenizer = lm.tokenizer
     assert tokenizer(manifest["selfcheck_text"])["input_ids"][0] == tokenizer.bos_token_id  # adds BOS by default
     assert lm.tok_encode(manifest["selfcheck_text"]) == manifest["selfcheck_ids_no_bos"]
+
+
+@pytest.mark.slow
+def test_exact_path_accounting_lies_between_the_floor_and_no_sharing(golden_run: tuple[str, Path]) -> None:
+    # lm-eval feeds each request's input, sharing only identical inputs within one call: at least the
+    # distinct prefixes, at most every input in full (counted here from the recorded requests).
+    from transformers import AutoTokenizer
+
+    from evalsuite.results import read_samples
+
+    model, run_dir = golden_run
+    tokenizer = AutoTokenizer.from_pretrained(GOLDEN / "models" / model)
+    engine = load_run(run_dir).extra["engine"]
+    assert engine["backend"] == "hf"
+    max_length = load_run(run_dir).model.max_length
+    for spec in BENCHMARKS:
+        cost = engine["benchmarks"][spec.name]
+        assert cost["tokens_forwarded"] == cost["positions_forwarded"], spec.name  # batch size 1: no padding
+        if spec.name == "gsm8k":
+            continue
+        no_sharing = 0
+        for doc in read_samples(run_dir, spec.name):
+            for req in [*doc.extra.get("mc1_requests", []), *(r.to_dict() for r in doc.requests)]:
+                whole = tokenizer.encode(req["context"] + req["continuation"], add_special_tokens=False)
+                no_sharing += min(len(whole), max_length + 1) - 1  # the input: all but the last token, truncated
+        assert cost["unique_prefix_floor"] <= cost["tokens_forwarded"] <= no_sharing, spec.name

@@ -29,8 +29,9 @@ def one_and_two(request, ray_instance, golden_runs, tmp_path_factory) -> tuple[P
     """The same model on all the reference data, in one process and on two replicas."""
     one = golden_runs(request.param)
     two = reference_run(
-        tmp_path_factory, request.param, "--device", "cpu", "--dtype", "float32", "--data-parallel", "2"
-    )
+        tmp_path_factory, request.param, "--device", "cpu", "--dtype", "float32", "--data-parallel", "2",
+        "--backend", "hf",  # as golden_runs: the same backend on both sides
+    )  # fmt: skip
     return one, two
 
 
@@ -86,7 +87,7 @@ def test_a_replica_killed_mid_run_leaves_the_same_run(
     model = json.loads((one / "results.json").read_text())["model"]["id"]
     out = tmp_path / "killed"
     codes: list[int] = []
-    argv = ["run", "--model", model, "--data-dir", str(GOLDEN / "data"), "--output-dir", str(out)]
+    argv = ["run", "--model", model, "--data-dir", str(GOLDEN / "data"), "--output-dir", str(out), "--backend", "hf"]
     worker = threading.Thread(
         target=lambda: codes.append(run_cli(*argv, "--device", "cpu", "--no-progress", "--data-parallel", "2"))
     )

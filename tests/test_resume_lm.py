@@ -202,7 +202,7 @@ def test_the_fingerprint_names_the_backend_setting_that_changed():
     source = LocalDirSource(GOLDEN / "data")
     versions = {"evalsuite": "1", "torch": "2"}
     v1 = run_fingerprint(BackendOptions(model=str(model)), source, versions)
-    assert v1.fields["backend"]["backend"] == "hf" and v1.fields["backend"]["batch_size"] == 1
+    assert v1.fields["backend"]["backend"] == "fast" and v1.fields["backend"]["batch_size"] == 1
     # every model file that decides the answers, weights and tokenizer alike, by its sha256
     weights = (model / "model.safetensors").read_bytes()
     assert v1.fields["model"]["model.safetensors"] == hashlib.sha256(weights).hexdigest()
@@ -211,6 +211,9 @@ def test_the_fingerprint_names_the_backend_setting_that_changed():
     assert batched.differs_from(v1) == "backend batch_size was 1, now 4"
     longer = run_fingerprint(BackendOptions(model=str(model), max_length=64), source, versions)
     assert longer.differs_from(v1) == "backend max_length was None, now 64"
+    # the fast backend's batches (and so its rounding) follow its token budget
+    budget = run_fingerprint(BackendOptions(model=str(model), max_batch_tokens=512), source, versions)
+    assert budget.differs_from(v1) == "backend max_batch_tokens was None, now 512"
     # what only decides whether a model loads at all does not change the answers
     allowed = run_fingerprint(BackendOptions(model=str(model), allow_missing_weights=True), source, versions)
     assert allowed.differs_from(v1) is None and allowed.digest() == v1.digest()

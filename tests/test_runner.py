@@ -165,7 +165,7 @@ def test_batch_size_4_gives_the_same_result_as_batch_size_1(golden_dir: Path, go
     model = str(golden_dir / "models" / "tiny-moe")
     runs = {}
     for batch_size in (1, 4):
-        backend = load_backend(BackendOptions(model=model, device="cpu", batch_size=batch_size))
+        backend = load_backend(BackendOptions(model=model, backend="hf", device="cpu", batch_size=batch_size))
         assert backend.info.batch_size == batch_size
         runs[batch_size] = evaluate(backend.lm, specs, prepared, progress=False)
 

@@ -23,7 +23,7 @@ NEVER = "\x00never"  # a stop string the model does not produce: only EOS and th
 def short_lm() -> tuple[Any, Any, Any]:
     from evalsuite.engine import BackendOptions, load_backend
 
-    backend = load_backend(BackendOptions(model=str(MODEL), device="cpu"))
+    backend = load_backend(BackendOptions(model=str(MODEL), backend="hf", device="cpu"))
     return backend.module, backend.lm.tokenizer, backend.lm
 
 

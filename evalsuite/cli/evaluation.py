@@ -21,12 +21,22 @@ def add_evaluation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", default="auto", help="auto (all visible GPUs via accelerate, else CPU), cpu, cuda, cuda:N"
     )
-    p.add_argument("--batch-size", type=positive_int, default=1, help="1 (default) reproduces v1 exactly")
+    p.add_argument("--batch-size", type=positive_int, default=1, help="--backend hf: 1 (default) reproduces v1 exactly")
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument(
         "--trust-remote-code", action="store_true", help="allow custom model code from the Hub (off by default)"
     )
-    p.add_argument("--backend", default="hf", help="engine: hf (default, exact v1 path) or vllm (GPU, evalsuite[vllm])")
+    p.add_argument(
+        "--backend",
+        default="fast",
+        help="engine: fast (default: every shared prefix computed once, float rounding only differs), hf "
+        "(lm-eval's HF class, the bit-exact v1 path) or vllm (GPU, evalsuite[vllm]); README: Backends",
+    )
+    p.add_argument(
+        "--max-batch-tokens",
+        type=positive_int,
+        help="fast backend: token positions per forward pass, cached prefix included (default: from free memory)",
+    )
     p.add_argument(
         "--tensor-parallel", type=positive_int, default=1, help="GPUs per model with --backend vllm (default 1)"
     )
@@ -58,6 +68,7 @@ def evaluation_fields(args: argparse.Namespace) -> dict[str, Any]:
         threads=args.threads,
         trust_remote_code=args.trust_remote_code,
         backend=args.backend,
+        max_batch_tokens=args.max_batch_tokens,
         tensor_parallel=args.tensor_parallel,
         data_parallel=args.data_parallel,
         gpus_per_replica=args.gpus_per_replica,

@@ -14,6 +14,7 @@ from evalsuite.errors import ConfigError
 # name -> module holding `load(options) -> Backend`
 BACKENDS: dict[str, str] = {
     "hf": "evalsuite.engine.hf",  # transformers + lm-eval's HFLM: the v1 reference
+    "fast": "evalsuite.engine.fast",  # the same requests, each shared prefix computed once
     "vllm": "evalsuite.engine.vllm",  # lm-eval's vLLM class, GPU only (evalsuite[vllm])
 }
 

@@ -23,6 +23,16 @@ A backend is loaded from `BackendOptions` by `evalsuite.engine.load_backend` and
 
 An `lm` may declare `parallel_calls` (an int): how many calls it answers at once. The pipeline then keeps
 that many calls in flight; each call is still answered as a whole, as if it were the only one.
+
+An `lm` may declare `requests_per_call` (a dict by request type, like the pipeline's REQUESTS_PER_CALL):
+how many requests the pipeline puts in one call, when the backend shares work between the requests of a
+call (the fast backend shares prefixes within a call). An `lm` should call
+`self.cache_hook.add_partial(request_type, instance.args, answer)` as each answer completes, as lm-eval's
+HF class does: resume stores it then, so an interrupted call keeps what it had answered.
+
+Accounting (results.json `engine.benchmarks`): an `lm` may offer `stats()`, cumulative counts with
+`positions` (real token positions it forwarded) and `padded` (the same with padding); without it the
+positions fed to `module` are counted (evalsuite.engine.accounting).
 """
 
 from __future__ import annotations
@@ -45,12 +55,13 @@ class BackendOptions:
     """What to load and how; the same inputs give the same numbers (all of them end up in ModelInfo)."""
 
     model: str  # Hub id (owner/name) or a local model directory
-    backend: str = "hf"  # a name of evalsuite.engine.BACKENDS
+    backend: str = "fast"  # a name of evalsuite.engine.BACKENDS; "hf" is the bit-exact v1 path
     revision: str | None = None  # Hub branch, tag or commit
     dtype: str = "auto"  # auto: the config's dtype on GPU, float32 on CPU
     device: str = "auto"  # auto: all visible GPUs (device_map="auto"), else CPU
     batch_size: int = 1  # 1 reproduces v1 numerics exactly (no padding)
     max_length: int | None = None  # None: v1's rule (config n_positions / max_position_embeddings / n_ctx)
+    max_batch_tokens: int | None = None  # fast backend: positions per forward pass; None: from free memory
     trust_remote_code: bool = False
     threads: int | None = None  # torch intra-op CPU threads; None: torch's default
     tensor_parallel: int = 1  # GPUs one model is sharded over by tensor parallelism (the vllm backend)
@@ -64,6 +75,8 @@ class BackendOptions:
                 f"--tensor-parallel {self.tensor_parallel} needs --backend vllm; the {self.backend} backend spreads "
                 "a model over all visible GPUs with --device auto"
             )
+        if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
+            raise ConfigError(f"--max-batch-tokens {self.max_batch_tokens} must be a positive integer")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads {self.threads} must be a positive integer")
         if self.dtype not in DTYPES:

@@ -40,8 +40,9 @@ class Replica:
         self.recorder = recorder_for(self.backend.module) if router_stats else None
         self.calls = 0
 
-    def describe(self) -> tuple[ModelInfo, bool]:
-        return self.backend.info, self.recorder is not None
+    def describe(self) -> tuple[ModelInfo, bool, dict[str, int] | None]:
+        """What was loaded, whether routing is counted, and the calls the backend wants (requests_per_call)."""
+        return self.backend.info, self.recorder is not None, getattr(self.backend.lm, "requests_per_call", None)
 
     def answered(self) -> int:
         """How many calls this replica has answered (a progress probe; runs beside `answer`)."""
@@ -114,9 +115,12 @@ class DataParallelLM(LM):  # type: ignore[misc]
     """An lm-eval `LM` whose calls go to Ray replicas; `parallel_calls` tells the pipeline how many
     calls to keep in flight."""
 
-    def __init__(self, actors: Sequence[Any], counts: MergedRouterCounts | None) -> None:
+    def __init__(
+        self, actors: Sequence[Any], counts: MergedRouterCounts | None, requests_per_call: dict[str, int] | None
+    ) -> None:
         super().__init__()
         self.actors = list(actors)
+        self.requests_per_call = requests_per_call  # the replicas' backend's, so calls equal one process's
         self.alive = [True] * len(self.actors)
         self.locks = [threading.Lock() for _ in self.actors]
         self.counts = counts
@@ -259,11 +263,11 @@ def load(options: BackendOptions, parallel: ParallelOptions, *, router_stats: bo
         if isinstance(cause, EvalsuiteError):  # bad input, said in one line by the replica
             raise cause from None
         raise ModelError(f"data parallel: a replica failed to load the model ({one_line(cause)})") from None
-    infos = [info for info, _ in described]
+    infos = [info for info, _, _ in described]
     devices = tuple(sorted({d for info in infos for d in info.devices}))
     info = replace(infos[0], devices=devices)
-    counts = MergedRouterCounts() if any(has for _, has in described) else None
-    return ParallelBackend(DataParallelLM(actors, counts), info, parallel, counts, started)
+    counts = MergedRouterCounts() if any(has for _, has, _ in described) else None
+    return ParallelBackend(DataParallelLM(actors, counts, described[0][2]), info, parallel, counts, started)
 
 
 __all__ = ["DataParallelLM", "ParallelBackend", "ParallelOptions", "Replica", "load"]

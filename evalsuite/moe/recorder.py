@@ -4,7 +4,8 @@ Forward hooks on every router count, per benchmark, layer and expert, the token 
 the expert among their top-k (`tokens`), as their top-1 (`top1_tokens`), and the sum of the routing
 weights it got (`weight_sum`). The weight is the one the model multiplies the expert's output by: the
 router's own top-k weights (Mixtral: softmax over all experts, top-k, renormalised over the k picks, so
-a position's k weights sum to 1). Every position is counted once per forward pass it is fed in; padding
+a position's k weights sum to 1). Every position is counted once per forward pass it is fed in (with the
+fast backend a shared prefix is fed once for all the requests that share it: its positions count once); padding
 (lm-eval right-pads loglikelihood batches without a mask, left-pads generation batches with one) and the
 steps batched generation still runs for sequences that have already stopped are not counted, so the
 counts do not depend on the batch size. Counts stay on the device of each router (one batched update
@@ -22,6 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from evalsuite.engine import positions
 from evalsuite.fsio import atomic_write_bytes
 from evalsuite.moe.stats import COLUMNS, ROUTER_FILE, summarize
 
@@ -282,6 +284,13 @@ class RouterRecorder:
 
     def _before_forward(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self._benchmark is None:
+            return
+        published = positions.current()
+        if published is not None:
+            # A backend that builds its own batches says which positions are real. Its routers run only
+            # inside whole-model passes: anything pending is from a pass that failed (out of memory).
+            self._pending = []
+            self._real, self._real_on = published.reshape(-1), {}
             return
         self._count_pending()  # routers that ran outside a forward of the whole model: no padding known
         ids = kwargs.get("input_ids", args[0] if args else None)

@@ -91,7 +91,8 @@ def prepare(spec: BenchmarkSpec, source: DataSource, limit: int | None = None) -
 def answer(lm: LM, requests: Sequence[Request], progress: Any, answered: frozenset[int] = frozenset()) -> list[Any]:
     """Responses in request order: a float log-likelihood or a generated string per request.
 
-    The requests go in calls of REQUESTS_PER_CALL; an LM that declares `parallel_calls` (data-parallel
+    The requests go in calls of REQUESTS_PER_CALL, or of the LM's `requests_per_call` where it declares
+    one (a backend that shares work within a call); an LM that declares `parallel_calls` (data-parallel
     replicas) gets that many calls at once, the same calls as one at a time. `answered`: positions an
     earlier attempt answered (resume), already counted in `progress`."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -101,10 +102,11 @@ def answer(lm: LM, requests: Sequence[Request], progress: Any, answered: frozens
     by_type: dict[str, list[int]] = defaultdict(list)
     for i, req in enumerate(requests):
         by_type[req.request_type].append(i)
+    per_call = {**REQUESTS_PER_CALL, **(getattr(lm, "requests_per_call", None) or {})}
     calls = [
-        (request_type, indices[start : start + REQUESTS_PER_CALL[request_type]])
+        (request_type, indices[start : start + per_call[request_type]])
         for request_type, indices in by_type.items()
-        for start in range(0, len(indices), REQUESTS_PER_CALL[request_type])
+        for start in range(0, len(indices), per_call[request_type])
     ]
     responses: list[Any] = [None] * len(requests)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -39,7 +39,8 @@ class RunOptions:
     revision: str | None = None
     dtype: str = "auto"
     device: str = "auto"
-    backend: str = "hf"  # a name of evalsuite.engine.BACKENDS
+    backend: str = "fast"  # a name of evalsuite.engine.BACKENDS; "hf" is the bit-exact v1 path
+    max_batch_tokens: int | None = None  # fast backend; None: from free memory
     tensor_parallel: int = 1
     batch_size: int = 1
     trust_remote_code: bool = False
@@ -78,6 +79,7 @@ class RunOptions:
             "dtype": self.dtype,
             "device": self.device,
             "backend": self.backend,
+            "max_batch_tokens": self.max_batch_tokens,
             "tensor_parallel": self.tensor_parallel,
             "batch_size": self.batch_size,
             "threads": self.threads,
@@ -112,6 +114,8 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
     so an interrupted run continues with `--resume` (evalsuite.resume)."""
     from evalsuite.card.update import render_metrics_table, render_model_index
     from evalsuite.engine import BackendOptions, load_backend
+    from evalsuite.engine.accounting import Accountant
+    from evalsuite.engine.hf import DEFAULT_MAX_LENGTH
     from evalsuite.moe.recorder import recorder_for
     from evalsuite.pipeline.evaluate import evaluate, no_observer, prepare_all
     from evalsuite.resume.fingerprint import run_fingerprint
@@ -122,6 +126,7 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
     backend_opts = BackendOptions(
         model=opts.model,
         backend=opts.backend,
+        max_batch_tokens=opts.max_batch_tokens,
         revision=opts.revision,
         dtype=opts.dtype,
         device=opts.device,
@@ -148,7 +153,7 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
             backend: Any = data_parallel.load(backend_opts, parallel, router_stats=opts.router_stats)
         else:
             backend = load_backend(backend_opts)
-        recorder = None
+        recorder, accountant = None, None
         try:
             info = backend.info
             fingerprint = fingerprint.with_fields(loaded={"dtype": info.dtype, "devices": list(info.devices)})
@@ -162,7 +167,15 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
                 )
             if opts.router_stats:
                 recorder = backend.router_counts or recorder_for(backend.module)
-            observer: Any = recorder.track if recorder else no_observer
+            route: Any = recorder.track if recorder else no_observer
+            requests = {name: [req for item in items for req in item.requests] for name, items in prepared.items()}
+            accountant = Accountant(backend.lm, backend.module, info.max_length or DEFAULT_MAX_LENGTH, requests)
+
+            @contextlib.contextmanager
+            def observer(name: str) -> Iterator[None]:
+                with accountant.track(name), route(name):
+                    yield
+
             todo = [spec for spec in specs if spec.name not in done]
             fresh = evaluate(
                 lm,
@@ -172,8 +185,10 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
                 observer=observer,
                 on_done=lambda name, outcome, reused: session.save_benchmark(recorder, name, outcome, reused),
             )
-            settings = {"backend": opts.backend, **backend.settings}
+            settings = {"backend": opts.backend, **backend.settings, "benchmarks": accountant.to_dict()}
         finally:
+            if accountant is not None:
+                accountant.close()
             if recorder is not None:
                 recorder.close()
             backend.close()

@@ -1,0 +1,243 @@
+"""evalsuite's fast backend against lm-eval 0.4.13's HF model class, on the same model and the same requests.
+
+    .venv/bin/python bench/vs_lm_eval.py [--benchmarks arc,mmlu,truthfulqa,gsm8k] [--limit N]
+                                         [--limits arc=30,mmlu=1,gsm8k=2] [--repeats R] [--threads T]
+                                         [--max-batch-tokens N]
+
+What a user would otherwise run: lm-eval's `HFLM` at batch sizes 1, 8 and 32, its `loglikelihood` and
+`generate_until` called with the same `Instance`s that the fast backend answers (evalsuite's v1 requests
+of the reference data). The model is a random Mixtral-shaped MoE (hidden 512, 4 layers, 8 experts,
+top-2, about 55M parameters) in float32 on CPU: large enough that the model calls are most of the wall
+time (printed as "model share"). The kinds run interleaved, in a rotating order, `--repeats` times; the
+table shows the median. On a shared machine the wall time depends on the other load; the process's
+CPU time (one torch thread by default) measures the work, so the speedups are taken on it, the
+wall-time speedup printed beside. The prediction of a document is its scored metrics (acc, acc_norm, mc1; GSM8k:
+the generation); the share of documents whose prediction differs from lm-eval at batch size 1, the exact
+v1 path, is printed before the last line, `speedup vs lm-eval best batch: N.NN×`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import statistics
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+GOLDEN = REPO / "tests" / "data" / "golden-v1"
+TOKENIZER = GOLDEN / "models" / "tiny-moe"
+SEED = 0
+LM_EVAL_BATCH_SIZES = (1, 8, 32)
+
+MODEL_CONFIG = {
+    "hidden_size": 512,
+    "intermediate_size": 1024,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 2,
+    "num_local_experts": 8,
+    "num_experts_per_tok": 2,
+    "max_position_embeddings": 8192,
+    "router_jitter_noise": 0.0,
+    "tie_word_embeddings": False,
+}
+
+
+@dataclass
+class Outcome:
+    seconds: list[float]
+    cpu_seconds: list[float]
+    model_seconds: list[float]
+    answers: dict[str, list[Any]]
+
+
+def build_model(tokenizer: Any) -> Any:
+    import torch
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    config = MixtralConfig(
+        vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, **MODEL_CONFIG,
+    )  # fmt: skip
+    torch.manual_seed(SEED)
+    model = MixtralForCausalLM(config).eval()
+    gen = torch.Generator().manual_seed(SEED)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1:  # a wide spread, so that the choices of the random model vary
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.05)
+    return model
+
+
+@contextlib.contextmanager
+def model_timer(model: Any, spent: list[float]) -> Iterator[None]:
+    """Adds the wall time spent inside the model's forward passes to spent[0]."""
+    started: list[float] = []
+
+    def before(*_: Any) -> None:
+        started.append(time.perf_counter())
+
+    def after(*_: Any) -> None:
+        spent[0] += time.perf_counter() - started.pop()
+
+    handles = [model.register_forward_pre_hook(before), model.register_forward_hook(after)]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def answer(lm: Any, instances: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    out = {}
+    for request_type, items in instances.items():
+        results = getattr(lm, request_type)(items, disable_tqdm=True)
+        out[request_type] = [float(r[0]) for r in results] if request_type == "loglikelihood" else list(results)
+    return out
+
+
+def predictions(specs: Any, prepared: Any, flat_types: list[tuple[str, int]], answers: dict[str, list[Any]]) -> list:
+    """Per document: its binary metrics, or its generation."""
+    from evalsuite.pipeline.evaluate import score_doc
+
+    out, pos = [], 0
+    for spec in specs:
+        for item in prepared[spec.name]:
+            responses = []
+            for _ in item.requests:
+                request_type, index = flat_types[pos]
+                responses.append(answers[request_type][index])
+                pos += 1
+            record = score_doc(spec, item, responses)
+            binary = {k: v for k, v in record.metrics.items() if k in ("acc", "acc_norm", "mc1")}
+            gens = [r.generation for r in record.requests if r.generation is not None]
+            out.append((spec.name, binary, gens))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=str(GOLDEN / "data"), help="offline benchmark data")
+    parser.add_argument("--benchmarks", default="arc,mmlu,truthfulqa,gsm8k")
+    parser.add_argument("--limit", type=int, default=None, help="docs per benchmark config (default: all)")
+    parser.add_argument(
+        "--limits",
+        default="gsm8k=2",
+        help="per-benchmark limits over --limit, e.g. arc=30,mmlu=1 (default gsm8k=2: 256-token generations at "
+        "batch size 1 are slow)",
+    )
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs of each kind, interleaved")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (default 1: CPU time then measures the work)"
+    )
+    parser.add_argument("--max-batch-tokens", type=int, default=None, help="fast backend budget (default: its own)")
+    args = parser.parse_args(argv)
+
+    import torch
+    from lm_eval.api.instance import Instance
+    from lm_eval.models.huggingface import HFLM
+    from transformers import AutoTokenizer
+
+    from evalsuite.benchmarks.table import parse_names, select
+    from evalsuite.data.sources import source_for
+    from evalsuite.engine.fast.budget import default_max_batch_tokens
+    from evalsuite.engine.fast.lm import FastLM
+    from evalsuite.pipeline.evaluate import prepare
+
+    torch.set_num_threads(args.threads)
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
+    specs = select(parse_names(args.benchmarks))
+    source = source_for(args.data_dir)
+    limits = {k: int(v) for k, v in (part.split("=") for part in args.limits.split(",") if part)}
+    prepared = {s.name: prepare(s, source, limits.get(s.name, args.limit)) for s in specs}
+    instances: dict[str, list[Any]] = {}
+    flat_types: list[tuple[str, int]] = []
+    for spec in specs:
+        for item in prepared[spec.name]:
+            for req in item.requests:
+                bucket = instances.setdefault(req.request_type, [])
+                flat_types.append((req.request_type, len(bucket)))
+                bucket.append(Instance(request_type=req.request_type, doc={}, arguments=req.arguments, idx=0))
+
+    tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)
+    model = build_model(tokenizer)
+    params = sum(p.numel() for p in model.parameters())
+
+    def hflm(batch_size: int) -> Any:
+        return HFLM(
+            pretrained=model, tokenizer=tokenizer, backend="causal", batch_size=batch_size, max_length=8192,
+            add_bos_token=False,
+        )  # fmt: skip
+
+    exact = hflm(1)
+    budget = args.max_batch_tokens or default_max_batch_tokens(model)
+    kinds: dict[str, Any] = {f"lm-eval HFLM batch {b}": (exact if b == 1 else hflm(b)) for b in LM_EVAL_BATCH_SIZES}
+    kinds["evalsuite fast"] = FastLM(exact, budget)
+    outcomes = {name: Outcome([], [], [], {}) for name in kinds}
+    names = list(kinds)
+    for repeat in range(args.repeats):
+        order = names[repeat % len(names) :] + names[: repeat % len(names)]  # rotate: no kind always first
+        for name in order:
+            spent = [0.0]
+            with model_timer(model, spent):
+                started, cpu_started = time.perf_counter(), time.process_time()
+                answers = answer(kinds[name], instances)
+                seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+            outcomes[name].seconds.append(seconds)
+            outcomes[name].cpu_seconds.append(cpu)
+            outcomes[name].model_seconds.append(spent[0])
+            outcomes[name].answers = answers
+            print(
+                f"  repeat {repeat + 1}/{args.repeats}  {name:<22} {seconds:8.1f} s wall {cpu:8.1f} s CPU", flush=True
+            )
+
+    reference_name = f"lm-eval HFLM batch {LM_EVAL_BATCH_SIZES[0]}"
+    reference = outcomes[reference_name].answers
+    ref_pred = predictions(specs, prepared, flat_types, reference)
+    n_requests = sum(len(v) for v in instances.values())
+    print()
+    print(
+        f"model: random Mixtral-shaped MoE, {params / 1e6:.1f}M parameters, float32, {args.threads} CPU threads; "
+        f"{n_requests} requests ({', '.join(f'{k}: {len(v)}' for k, v in instances.items())}), "
+        f"{len(ref_pred)} documents; fast --max-batch-tokens {budget}; {args.repeats} interleaved repeats"
+    )
+    print()
+    print(
+        "| kind | wall s (median) | CPU s (median) | model share | speedup vs batch 1 (CPU) "
+        "| max abs d-ll vs batch 1 | docs differing |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    walls = {name: statistics.median(o.seconds) for name, o in outcomes.items()}
+    medians = {name: statistics.median(o.cpu_seconds) for name, o in outcomes.items()}
+    fast_name = "evalsuite fast"
+    differing = {}
+    for name, o in outcomes.items():
+        lls = o.answers.get("loglikelihood", [])
+        dll = max((abs(a - b) for a, b in zip(lls, reference.get("loglikelihood", []), strict=True)), default=0.0)
+        pred = predictions(specs, prepared, flat_types, o.answers)
+        differing[name] = sum(a != b for a, b in zip(pred, ref_pred, strict=True))
+        share = sum(o.model_seconds) / sum(o.seconds)
+        print(
+            f"| {name} | {walls[name]:.1f} | {medians[name]:.1f} | {share:.0%} | "
+            f"{medians[reference_name] / medians[name]:.2f}× | {dll:.1e} | {differing[name]}/{len(ref_pred)} |"
+        )
+    best = min((n for n in names if n.startswith("lm-eval")), key=lambda n: medians[n])
+    print()
+    best_wall = min((n for n in names if n.startswith("lm-eval")), key=lambda n: walls[n])
+    print(f"lm-eval best batch by CPU time: {best} ({medians[best]:.1f} s); by wall time: {best_wall}")
+    print(f"speedup vs lm-eval best batch in wall time: {walls[best_wall] / walls[fast_name]:.2f}×")
+    print(
+        f"documents whose prediction differs from the exact path (lm-eval batch 1): "
+        f"{differing[fast_name]}/{len(ref_pred)} = {differing[fast_name] / len(ref_pred):.2%}"
+    )
+    print(f"speedup vs lm-eval best batch: {medians[best] / medians[fast_name]:.2f}×")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""How many token positions one forward pass may hold, and what to do when the device runs out of memory."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+# Never below: a smaller batch only adds per-pass overhead. Never above on CPU: larger matrices buy
+# no more throughput there, only memory.
+MIN_BATCH_TOKENS = 256
+CPU_BATCH_TOKENS = 8192
+GPU_MEMORY_SHARE = 0.5  # of the free memory after the weights: the rest is for the allocator and other users
+
+
+def bytes_per_position(model: Any) -> int:
+    """A position's memory: its keys and values in every layer, and the transient activations of the
+    widest layer (the MLP's up-projection; with experts, per picked expert)."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    hidden = int(config.hidden_size)
+    heads = int(config.num_attention_heads)
+    head_dim = int(getattr(config, "head_dim", None) or hidden // heads)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    layers = int(config.num_hidden_layers)
+    inner = int(getattr(config, "intermediate_size", None) or 4 * hidden)
+    top_k = int(getattr(config, "num_experts_per_tok", None) or 1)
+    element = next(model.parameters()).element_size()
+    kv = 2 * layers * kv_heads * head_dim
+    activations = 8 * hidden + 3 * inner * top_k
+    return element * (kv + activations)
+
+
+def default_max_batch_tokens(model: Any) -> int:
+    """From the free memory of the model's device: half of it in positions, capped on CPU."""
+    import torch
+
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return max(MIN_BATCH_TOKENS, int(free * GPU_MEMORY_SHARE) // bytes_per_position(model))
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return CPU_BATCH_TOKENS
+    return max(MIN_BATCH_TOKENS, min(CPU_BATCH_TOKENS, int(free * GPU_MEMORY_SHARE) // bytes_per_position(model)))
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError)
+
+
+def release_memory() -> None:
+    """Hand cached blocks back after an out-of-memory error, so the smaller retry can use them."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

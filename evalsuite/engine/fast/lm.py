@@ -1,0 +1,150 @@
+"""`FastLM`: lm-eval's `LM` contract answered with each shared prefix computed once.
+
+Same requests and tokens as the exact path (lm-eval's HF class at batch size 1); only float rounding
+differs (batched matrix products, a cached prefix instead of one long pass). A request that the exact
+path would truncate goes to it, for itself alone, and so does a request longer than a sliding-window
+model's window, and generation for a model whose generation_config asks for more than a plain argmax.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from lm_eval.api.model import LM
+
+from evalsuite.engine.fast.generate import GenerationRequest, Generator, cut, plain_greedy
+from evalsuite.engine.fast.scorer import Counters, PrefixScorer
+from evalsuite.engine.fast.tokenize import encode, encode_pair, prefix_token_id
+from evalsuite.engine.fast.trie import build_plan
+from evalsuite.errors import ConfigError
+
+DEFAULT_MAX_GEN_TOKS = 256  # v1's cap, and lm-eval's default
+
+
+@dataclass(frozen=True)
+class FastStats:
+    """Cumulative counts over the backend's life; the run records their difference per benchmark."""
+
+    positions: int  # real token positions forwarded
+    padded: int  # positions forwarded, padding included
+    passes: int
+    oom_retries: int
+    unique_prefix_floor: int  # of the log-likelihood requests answered on this path
+    exact_requests: int  # answered by the exact path (truncation)
+    model_seconds: float
+
+
+class FastLM(LM):
+    # Prefixes are shared within a call: calls large enough that a benchmark's shots and preambles are
+    # forwarded about once (the pipeline sends calls of this many requests; see evalsuite.engine.base).
+    requests_per_call = {"loglikelihood": 4096, "generate_until": 64}
+
+    def __init__(self, exact: Any, max_batch_tokens: int) -> None:
+        super().__init__()
+        self.exact = exact  # lm-eval's HF class, set up as v1 ran
+        self.model = exact.model
+        self.tokenizer = exact.tokenizer
+        self.max_length = int(exact.max_length)
+        # The cache here keeps every position; a sliding-window model sees the same only within its window.
+        config = self.model.config
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        window = getattr(config, "sliding_window", None)
+        self.window = int(window) if isinstance(window, int) and window > 0 else None
+        self.max_batch_tokens = max_batch_tokens
+        self.configured_batch_tokens = max_batch_tokens
+        self.counters = Counters()
+        self._floor = 0
+        self._exact = 0
+        self._seconds = 0.0
+        pad = self.tokenizer.pad_token_id
+        self.pad_token_id = int(pad if pad is not None else self.tokenizer.eos_token_id or 0)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What decides its numbers and its speed, for results.json."""
+        return {
+            "max_batch_tokens": self.configured_batch_tokens,
+            "max_batch_tokens_after_out_of_memory": self.max_batch_tokens,
+            "out_of_memory_retries": self.counters.oom_retries,
+            "max_length": self.max_length,
+        }
+
+    def stats(self) -> FastStats:
+        c = self.counters
+        return FastStats(c.positions, c.padded, c.passes, c.oom_retries, self._floor, self._exact, self._seconds)
+
+    def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        started = time.perf_counter()
+        prefix = prefix_token_id(self.tokenizer)
+        encoded = [encode_pair(self.tokenizer, req.args[0], req.args[1], prefix) for req in requests]
+        fast = [i for i, e in enumerate(encoded) if e.fits(self.max_length) and self._in_window(e.length)]
+        slow = sorted(set(range(len(requests))) - set(fast))
+        plan = build_plan([encoded[i] for i in fast])
+        self._floor += plan.floor
+        scorer = PrefixScorer(self.model, self.max_batch_tokens, self.pad_token_id, self.counters)
+        logprobs, greedy = scorer.score(plan)
+        self.max_batch_tokens = scorer.max_batch_tokens  # keep a budget lowered by an out-of-memory error
+        answers: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
+        for i, lp, top in zip(fast, logprobs, greedy, strict=True):
+            answers[i] = (lp, top)
+            self.cache_hook.add_partial("loglikelihood", requests[i].args, answers[i])
+        self._on_exact_path("loglikelihood", requests, slow, answers)
+        self._seconds += time.perf_counter() - started
+        return answers
+
+    def _in_window(self, length: int) -> bool:
+        return self.window is None or length <= self.window
+
+    def _on_exact_path(self, method: str, requests: list[Any], indices: list[int], answers: list[Any]) -> None:
+        """Answer requests[indices] with lm-eval's HF class, into answers[indices]."""
+        if not indices:
+            return
+        self._exact += len(indices)
+        exact = getattr(self.exact, method)([requests[i] for i in indices], disable_tqdm=True)
+        for i, answer in zip(indices, exact, strict=True):
+            answers[i] = answer
+            self.cache_hook.add_partial(method, requests[i].args, answer)
+
+    def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
+        started = time.perf_counter()
+        eos_text = self.tokenizer.decode([self.tokenizer.eos_token_id], skip_special_tokens=False)
+        prepared: list[GenerationRequest] = []
+        for req in requests:
+            context, kwargs = req.args
+            if kwargs.get("do_sample") or kwargs.get("temperature"):
+                raise ConfigError("the fast backend decodes greedily only; use --backend hf for sampled generation")
+            until = [kwargs["until"]] if isinstance(kwargs.get("until"), str) else list(kwargs.get("until") or [])
+            if eos_text not in until:
+                until.append(eos_text)
+            limit = int(kwargs.get("max_gen_toks", DEFAULT_MAX_GEN_TOKS))
+            prepared.append(GenerationRequest(tuple(encode(self.tokenizer, context)), tuple(until), limit))
+        greedy = plain_greedy(self.model.generation_config)
+        fast = [
+            i
+            for i, r in enumerate(prepared)
+            if greedy
+            and len(r.prompt) <= self.max_length - r.max_new_tokens
+            and self._in_window(len(r.prompt) + r.max_new_tokens)
+        ]
+        slow = sorted(set(range(len(requests))) - set(fast))
+        texts: list[str] = [""] * len(requests)
+        generator = Generator(self.model, self.tokenizer, self.max_batch_tokens, self.pad_token_id, self.counters)
+
+        def done(k: int, ids: list[int]) -> None:
+            i = fast[k]
+            texts[i] = cut(self.tokenizer.decode(ids, skip_special_tokens=True), prepared[i].until)
+            self.cache_hook.add_partial("generate_until", requests[i].args, texts[i])
+
+        generator.generate([prepared[i] for i in fast], done)
+        self.max_batch_tokens = generator.max_batch_tokens
+        self._on_exact_path("generate_until", requests, slow, texts)
+        self._seconds += time.perf_counter() - started
+        return texts
+
+    def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
+        raise ConfigError(
+            "the fast backend answers loglikelihood and generate_until only, not loglikelihood_rolling "
+            "(perplexity tasks); use --backend hf"
+        )

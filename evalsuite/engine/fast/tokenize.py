@@ -1,0 +1,60 @@
+"""Requests as token ids, exactly as lm-eval 0.4.13's HF class builds them for v1 (no BOS token).
+
+Log-likelihood: the context and context + continuation are encoded separately and the joint encoding
+is split at the context's length, so a word that merges across the boundary is scored as the exact path
+scores it; trailing spaces of the context move to the continuation; an empty context becomes the
+prefix token. The model input is context + continuation without its last token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TokenRequest:
+    """One log-likelihood request as token ids."""
+
+    context: tuple[int, ...]
+    continuation: tuple[int, ...]
+
+    @property
+    def input(self) -> tuple[int, ...]:
+        """What the model is fed: every token but the last, whose logits predict the continuation."""
+        return (self.context + self.continuation)[:-1]
+
+    @property
+    def length(self) -> int:
+        return len(self.context) + len(self.continuation)
+
+    def fits(self, max_length: int) -> bool:
+        """False when the exact path would cut tokens from the left (or has nothing to score)."""
+        return len(self.continuation) > 0 and self.length <= max_length + 1
+
+
+def encode(tokenizer: Any, text: str) -> list[int]:
+    """Token ids without special tokens: v1 never added a BOS token."""
+    return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+def encode_pair(tokenizer: Any, context: str, continuation: str, prefix_token_id: int) -> TokenRequest:
+    """lm-eval's TemplateLM.loglikelihood / _encode_pair for a causal model."""
+    if context == "":
+        cont = encode(tokenizer, continuation)
+        if cont and cont[0] == prefix_token_id:
+            return TokenRequest(tuple(cont[:1]), tuple(cont[1:]))
+        return TokenRequest((prefix_token_id,), tuple(cont))
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    whole = encode(tokenizer, context + continuation)
+    ctx = encode(tokenizer, context)
+    return TokenRequest(tuple(ctx), tuple(whole[len(ctx) :]))
+
+
+def prefix_token_id(tokenizer: Any) -> int:
+    """The token that stands for an empty context: BOS, else EOS (lm-eval's HF class)."""
+    bos = tokenizer.bos_token_id
+    return int(bos if bos is not None else tokenizer.eos_token_id)

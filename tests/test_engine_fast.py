@@ -1,0 +1,224 @@
+"""The fast backend's parts on the reference tiny MoE: tokenisation as the exact path, the prefix floor,
+log-likelihoods and generations against lm-eval's HF class at batch size 1, truncated requests on the
+exact path, out-of-memory retries, and router counts that follow their definition (each position
+forwarded once, a shared prefix once for all its requests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conftest import GOLDEN
+from evalsuite.engine.fast.tokenize import TokenRequest, encode_pair, prefix_token_id
+from evalsuite.engine.fast.trie import build_plan, unique_prefix_floor
+from evalsuite.errors import ConfigError
+from evalsuite.moe import recorder as router
+
+TINY_MOE = GOLDEN / "models" / "tiny-moe"
+LL_TOLERANCE = 1e-4  # the fidelity bar: float rounding only
+TOP_K = 2  # the reference tiny MoE routes each position to 2 of its 4 experts
+
+SHOTS = "Question: What is two plus two?\nAnswer: four\n\nQuestion: Name a colour.\nAnswer: blue\n\n"
+PAIRS = [
+    (SHOTS + "Question: What do bees make?\nAnswer:", " honey"),
+    (SHOTS + "Question: What do bees make?\nAnswer:", " wax and honey"),
+    (SHOTS + "Question: What do bees make?\nAnswer:", " nothing at all, said the bear"),
+    (SHOTS + "Question: Where is Paris?\nAnswer: ", "France"),  # trailing space moves to the continuation
+    (SHOTS + "Question: Where is Paris?\nAnswer:", " France"),
+    ("The cat sat on the", " mat"),
+    ("", "An empty context is scored after the prefix token"),
+]
+# Two long requests with nothing in common: rows of a batch, the shorter one right-padded.
+LONG_PAIRS = [
+    ("Story: " + " ".join(f"{letter}{i}" for i in range(n)), " end") for letter, n in (("a", 120), ("b", 114))
+]
+PROMPTS = [SHOTS + "Question: What do bees make?\nAnswer:", "Question: Name a colour.\nAnswer:", "Once upon a time"]
+UNTIL = [":", "Question:", "Question"]
+
+
+@pytest.fixture(scope="module")
+def loaded() -> tuple[Any, Any, Any]:
+    from evalsuite.engine.base import BackendOptions
+    from evalsuite.engine.hf import load_model
+
+    return load_model(BackendOptions(model=str(TINY_MOE), device="cpu", dtype="float32"))
+
+
+def _lms(loaded: tuple[Any, Any, Any], max_batch_tokens: int, max_length: int | None = None) -> tuple[Any, Any]:
+    """lm-eval's HF class as the hf backend sets it up, and the fast backend's LM over the same model."""
+    from evalsuite.engine.fast.lm import FastLM
+    from evalsuite.engine.hf import make_lm
+
+    model, tokenizer, info = loaded
+    length = max_length or info.max_length
+
+    def exact() -> Any:
+        return make_lm(model, tokenizer, batch_size=1, max_length=length)
+
+    return exact(), FastLM(exact(), max_batch_tokens)
+
+
+def _instances(request_type: str, args: list[tuple[Any, ...]]) -> list[Any]:
+    from lm_eval.api.instance import Instance
+
+    return [Instance(request_type=request_type, doc={}, arguments=a, idx=0) for a in args]
+
+
+def _generate_args() -> list[tuple[str, dict]]:
+    return [(p, {"until": list(UNTIL), "max_gen_toks": 24, "do_sample": False}) for p in PROMPTS]
+
+
+def _distinct_prefixes(inputs: list[tuple[int, ...]]) -> int:
+    """By definition: the set of all non-empty prefixes of the inputs."""
+    return len({x[:n] for x in inputs for n in range(1, len(x) + 1)})
+
+
+def test_tokenisation_is_the_exact_paths(loaded: tuple[Any, Any, Any]) -> None:
+    hf, _ = _lms(loaded, 4096)
+    _, tokenizer, _ = loaded
+    for context, continuation in PAIRS:
+        ours = encode_pair(tokenizer, context, continuation, prefix_token_id(tokenizer))
+        if context:
+            want_ctx, want_cont = hf._encode_pair(context, continuation)
+        else:  # lm-eval: the prefix token (BOS here) stands for the empty context
+            want_ctx, want_cont = [tokenizer.bos_token_id], hf.tok_encode(continuation, add_special_tokens=False)
+        assert (list(ours.context), list(ours.continuation)) == (want_ctx, want_cont)
+        assert tokenizer.bos_token_id not in ours.context[1:] + ours.continuation  # no BOS added
+
+
+def test_the_plan_forwards_each_distinct_prefix_once() -> None:
+    requests = [
+        TokenRequest((1, 2, 3), (4, 5)),
+        TokenRequest((1, 2, 3), (6,)),
+        TokenRequest((1, 2, 3), (4, 7)),  # same input as the first: (1, 2, 3, 4)
+        TokenRequest((1, 2), (3, 8, 9)),
+        TokenRequest((9,), (1,)),
+    ]
+    inputs = [r.input for r in requests]
+    # Prefixes: (1) (1,2) (1,2,3) (1,2,3,4) (1,2,3,8) (9)
+    expected = 6
+    assert build_plan(requests).floor == unique_prefix_floor(inputs) == _distinct_prefixes(inputs) == expected
+    # Every continuation token is scored exactly once: 2 + 1 + 2 + 3 + 1.
+    targets = [t for node in build_plan(requests).root.walk() for t in node.targets]
+    assert len(targets) == 2 + 1 + 2 + 3 + 1
+
+
+@pytest.mark.parametrize("budget", [64, 4096])
+def test_loglikelihoods_equal_the_exact_path(loaded: tuple[Any, Any, Any], budget: int) -> None:
+    hf, fast = _lms(loaded, budget)
+    instances = _instances("loglikelihood", PAIRS)
+    want = hf.loglikelihood(instances, disable_tqdm=True)
+    got = fast.loglikelihood(instances, disable_tqdm=True)
+    for (lp, greedy), (ref_lp, ref_greedy) in zip(got, want, strict=True):
+        assert abs(lp - ref_lp) <= LL_TOLERANCE
+        assert greedy == ref_greedy
+
+
+def test_requests_that_need_truncation_take_the_exact_path(loaded: tuple[Any, Any, Any]) -> None:
+    _, tokenizer, _ = loaded
+    short = 24  # the few-shot requests are longer: the exact path cuts them from the left
+    hf, fast = _lms(loaded, 4096, max_length=short)
+    lengths = [encode_pair(tokenizer, c, x, prefix_token_id(tokenizer)).length for c, x in PAIRS]
+    assert any(n > short + 1 for n in lengths) and any(n <= short + 1 for n in lengths)
+    instances = _instances("loglikelihood", PAIRS)
+    want = hf.loglikelihood(instances, disable_tqdm=True)
+    got = fast.loglikelihood(instances, disable_tqdm=True)
+    for (lp, _), (ref_lp, _), n in zip(got, want, lengths, strict=True):
+        if n > short + 1:
+            assert lp == ref_lp  # the same code path: bit-identical
+        else:
+            assert abs(lp - ref_lp) <= LL_TOLERANCE
+    assert fast.stats().exact_requests == sum(n > short + 1 for n in lengths)
+
+
+def test_out_of_memory_retries_with_smaller_batches(loaded: tuple[Any, Any, Any]) -> None:
+    import torch
+
+    model, _, _ = loaded
+    hf, fast = _lms(loaded, 4096)
+    instances = _instances("loglikelihood", PAIRS)
+    want = hf.loglikelihood(instances, disable_tqdm=True)
+
+    def refuse_big_batches(module: Any, args: Any, kwargs: dict) -> None:
+        ids = kwargs["input_ids"]
+        if ids.shape[0] > 1 or ids.shape[1] > 16:  # a device that holds one row of 16 positions
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    gen = _instances("generate_until", _generate_args())
+    texts = hf.generate_until(gen, disable_tqdm=True)
+    handle = model.register_forward_pre_hook(refuse_big_batches, with_kwargs=True)
+    try:
+        got = fast.loglikelihood(instances, disable_tqdm=True)
+        got_texts = fast.generate_until(gen, disable_tqdm=True)
+    finally:
+        handle.remove()
+    for (lp, greedy), (ref_lp, ref_greedy) in zip(got, want, strict=True):
+        assert abs(lp - ref_lp) <= LL_TOLERANCE and greedy == ref_greedy
+    assert got_texts == texts
+    assert fast.stats().oom_retries > 0
+    assert fast.max_batch_tokens < 4096
+
+
+def test_generations_equal_the_exact_path_at_batch_size_1(loaded: tuple[Any, Any, Any]) -> None:
+    model, tokenizer, _ = loaded
+    hf, fast = _lms(loaded, 4096)
+    instances = _instances("generate_until", _generate_args())
+    assert fast.generate_until(instances, disable_tqdm=True) == hf.generate_until(instances, disable_tqdm=True)
+    # A stop string the model does produce (from its own unstopped output): both stop at the same step.
+    free = hf.generate_until(_instances("generate_until", [(PROMPTS[0], {"until": [], "max_gen_toks": 24})]))[0]
+    stop = free[6:9]
+    stopped = _instances("generate_until", [(PROMPTS[0], {"until": [stop], "max_gen_toks": 24})])
+    fed = [0]
+
+    def count(module: Any, args: Any, kwargs: dict) -> None:
+        fed[0] += kwargs["input_ids"].numel()  # batch size 1: every position is real
+
+    handle = model.register_forward_pre_hook(count, with_kwargs=True)
+    try:
+        want = hf.generate_until(stopped, disable_tqdm=True)
+    finally:
+        handle.remove()
+    before = fast.stats().positions
+    assert fast.generate_until(stopped, disable_tqdm=True) == want == [free[: free.index(stop)]]
+    prompt = len(tokenizer.encode(PROMPTS[0], add_special_tokens=False))
+    # Fed: the prompt and each generated token but the last; fewer than the cap of 24 allows.
+    assert fast.stats().positions - before == fed[0] < prompt + 24 - 1
+
+
+def test_rolling_loglikelihood_is_a_clear_error(loaded: tuple[Any, Any, Any]) -> None:
+    _, fast = _lms(loaded, 4096)
+    with pytest.raises(ConfigError, match="--backend hf"):
+        fast.loglikelihood_rolling(_instances("loglikelihood_rolling", [("some text",)]))
+
+
+def _routed(recorder: Any, benchmark: str) -> list[int]:
+    """Per layer: positions counted over all experts."""
+    frame = recorder.frame()
+    rows = frame[frame["benchmark"] == benchmark]
+    return rows.groupby("layer")["tokens"].sum().tolist()
+
+
+def test_router_counts_each_forwarded_position_once(loaded: tuple[Any, Any, Any]) -> None:
+    model, tokenizer, _ = loaded
+    hf, fast = _lms(loaded, 2048)
+    pairs = PAIRS + LONG_PAIRS
+    recorder = router.RouterRecorder(model)
+    try:
+        with recorder.track("loglikelihood"):
+            fast.loglikelihood(_instances("loglikelihood", pairs), disable_tqdm=True)
+        # Padding was forwarded (and must not be counted).
+        assert fast.stats().padded > fast.stats().positions
+        gen = _instances("generate_until", _generate_args())
+        with recorder.track("fast_generation"):
+            fast.generate_until(gen, disable_tqdm=True)
+        with recorder.track("exact_generation"):  # batch size 1: every fed position is real
+            hf.generate_until(gen, disable_tqdm=True)
+    finally:
+        recorder.close()
+    # Hand count: the distinct prefixes of the model inputs, each routed to TOP_K experts per layer.
+    prefix = prefix_token_id(tokenizer)
+    inputs = [encode_pair(tokenizer, c, x, prefix).input for c, x in pairs]
+    assert _routed(recorder, "loglikelihood") == [_distinct_prefixes(inputs) * TOP_K] * 2
+    # Generation feeds each prompt token and each generated token but the last, as batch size 1 does.
+    assert _routed(recorder, "fast_generation") == _routed(recorder, "exact_generation")
