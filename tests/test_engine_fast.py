@@ -222,3 +222,31 @@ def test_router_counts_each_forwarded_position_once(loaded: tuple[Any, Any, Any]
     assert _routed(recorder, "loglikelihood") == [_distinct_prefixes(inputs) * TOP_K] * 2
     # Generation feeds each prompt token and each generated token but the last, as batch size 1 does.
     assert _routed(recorder, "fast_generation") == _routed(recorder, "exact_generation")
+
+
+class _Recorded:
+    """lm-eval's CacheHook interface, keeping what the backend hands it."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, tuple[Any, ...], Any]] = []
+
+    def add_partial(self, attr: str, req: Any, res: Any) -> None:
+        self.seen.append((attr, tuple(req), res))
+
+
+def test_each_answer_reaches_the_cache_hook(loaded: tuple[Any, Any, Any]) -> None:
+    # Resume stores what the hook receives: every answer, with its request's arguments, including those
+    # of the exact path (a request that needs truncation).
+    _, short = _lms(loaded, 4096, max_length=40)
+    _, fast = _lms(loaded, 4096)
+    hook = _Recorded()
+    short.set_cache_hook(hook)
+    fast.set_cache_hook(hook)
+    pairs = PAIRS + LONG_PAIRS  # those over 40 tokens take the exact path
+    answers = short.loglikelihood(_instances("loglikelihood", pairs), disable_tqdm=True)
+    assert 0 < short.stats().exact_requests < len(pairs)  # both paths answered
+    gen = _generate_args()
+    texts = fast.generate_until(_instances("generate_until", gen), disable_tqdm=True)
+    want = [("loglikelihood", tuple(p), a) for p, a in zip(pairs, answers, strict=True)]
+    want += [("generate_until", tuple(g), t) for g, t in zip(gen, texts, strict=True)]
+    assert sorted(map(repr, hook.seen)) == sorted(map(repr, want))

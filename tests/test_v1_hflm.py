@@ -8,6 +8,7 @@ transformers' `generate` directly, following those lines.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,8 @@ def test_the_short_reference_truncates_both_kinds_of_request() -> None:
 
 
 @pytest.mark.slow
-def test_a_run_records_the_engine_that_answered(tiny_run: Path) -> None:
+def test_a_run_records_the_engine_that_answered(tiny_run: Path, golden_runs: Callable[[str], Path]) -> None:
     from evalsuite.results import load_run
 
-    assert load_run(tiny_run).model.engine == "evalsuite.engine.v1_hflm.V1HFLM"
+    assert load_run(golden_runs("tiny-moe")).model.engine == "evalsuite.engine.v1_hflm.V1HFLM"  # --backend hf
+    assert load_run(tiny_run).model.engine == "evalsuite.engine.fast.lm.FastLM"  # the default
