@@ -16,11 +16,16 @@ def positive_int(text: str) -> int:
     return value
 
 
-def non_negative_float(text: str) -> float:
+def _number(text: str) -> float:
+    """`text` as a float; nan when it is not a number, which every range check below then refuses."""
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        value = math.nan
+        return math.nan
+
+
+def non_negative_float(text: str) -> float:
+    value = _number(text)
     if not value >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"{text!r} is not a number, 0 or more")
     return value
@@ -33,10 +38,7 @@ def seed(text: str) -> int:
 
 
 def confidence_level(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _number(text)
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a confidence level between 0 and 1, e.g. 0.95")
     return value
@@ -44,10 +46,9 @@ def confidence_level(text: str) -> float:
 
 def tolerance(text: str) -> float:
     """A log-likelihood tolerance in nats: a finite number, 0 or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number (e.g. 1e-4)") from None
+    value = _number(text)
+    if math.isnan(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (e.g. 1e-4)")
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0 (e.g. 1e-4)")
     return value

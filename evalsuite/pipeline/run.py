@@ -6,7 +6,7 @@ import contextlib
 import platform
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -17,7 +17,7 @@ from evalsuite.benchmarks.fewshot import DOC_SHUFFLE_SEED
 from evalsuite.benchmarks.spec import BenchmarkSpec
 from evalsuite.benchmarks.table import BENCHMARKS, select
 from evalsuite.data.sources import source_for
-from evalsuite.engine.base import ParallelOptions
+from evalsuite.engine.base import BackendOptions, ParallelOptions
 from evalsuite.errors import ConfigError
 from evalsuite.fsio import atomic_write_json, atomic_write_text
 from evalsuite.naming import is_local_path
@@ -62,6 +62,12 @@ class RunOptions:
             raise ConfigError(f"--limit {self.limit} must be a positive number of documents")
         if self.resume and self.fresh:
             raise ConfigError("--resume and --fresh exclude each other: continue the unfinished run, or start over")
+
+    def backend_options(self) -> BackendOptions:
+        """The options of the model engine: every RunOptions field BackendOptions also has, so a new
+        backend option is declared in both and passed on without a third list."""
+        shared = {f.name for f in fields(BackendOptions)} & {f.name for f in fields(self)}
+        return BackendOptions(**{name: getattr(self, name) for name in shared})
 
     def command(self, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> dict[str, Any]:
         """What makes two invocations the same command: where the output goes, how it is shown and how many
@@ -113,7 +119,7 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
     The output directory is claimed first; every answer is kept in its staging directory as it comes,
     so an interrupted run continues with `--resume` (evalsuite.resume)."""
     from evalsuite.card.update import render_metrics_table, render_model_index
-    from evalsuite.engine import BackendOptions, load_backend
+    from evalsuite.engine import load_backend
     from evalsuite.engine.accounting import Accountant
     from evalsuite.engine.hf import DEFAULT_MAX_LENGTH
     from evalsuite.moe.recorder import recorder_for
@@ -123,19 +129,7 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
 
     started = datetime.now(UTC)
     specs = select(opts.benchmarks, table)
-    backend_opts = BackendOptions(
-        model=opts.model,
-        backend=opts.backend,
-        max_batch_tokens=opts.max_batch_tokens,
-        revision=opts.revision,
-        dtype=opts.dtype,
-        device=opts.device,
-        batch_size=opts.batch_size,
-        trust_remote_code=opts.trust_remote_code,
-        threads=opts.threads,
-        tensor_parallel=opts.tensor_parallel,
-        allow_missing_weights=opts.allow_missing_weights,
-    )
+    backend_opts = opts.backend_options()
     parallel = opts.parallel()
     requested = Path(opts.output_dir) if opts.output_dir else None
     if requested is not None:
