@@ -59,7 +59,6 @@ def test_every_shared_prefix_is_forwarded_about_once(fast_run: tuple[str, Path])
     for spec in BENCHMARKS:
         cost = engine["benchmarks"][spec.name]
         assert cost["model_seconds"] > 0, spec.name
-        assert cost["tokens_per_second"] == pytest.approx(cost["tokens_forwarded"] / cost["model_seconds"], rel=1e-2)
         if spec.name == "gsm8k":
             assert cost["unique_prefix_floor"] is None  # no log-likelihood requests
             continue

@@ -150,16 +150,20 @@ def test_vllm_backend_without_vllm_or_a_gpu_is_one_line(tmp_path: Path, capsys) 
 
 
 def test_vllm_engine_is_set_up_as_v1_ran() -> None:
+    from transformers import AutoConfig, AutoTokenizer
+
     from evalsuite.engine.base import BackendOptions
+    from evalsuite.engine.hf import v1_max_length
     from evalsuite.engine.vllm import vllm_arguments
 
-    path = GOLDEN / "models" / "tiny-moe"
-    config = json.loads((path / "config.json").read_text())
+    path = GOLDEN / "models" / "tiny-moe-short"
     options = BackendOptions(model=str(path), backend="vllm", dtype="bfloat16", tensor_parallel=4)
-    args = vllm_arguments(options, path, config["max_position_embeddings"])
+    max_length = v1_max_length(AutoConfig.from_pretrained(path), AutoTokenizer.from_pretrained(path))
+    assert max_length == 512  # the reference README: this model has 512 positions
+    args = vllm_arguments(options, path, max_length)
     assert args["pretrained"] == str(path)
     assert args["add_bos_token"] is False  # v1 never added one; lm-eval would for this tokenizer
-    assert args["max_length"] == 8192 and args["truncation_side"] == "left"
+    assert args["max_length"] == 512 and args["truncation_side"] == "left"
     assert args["max_gen_toks"] == 256
     assert args["tensor_parallel_size"] == 4 and args["dtype"] == "bfloat16"
     # Every argument is one lm-eval's VLLM class accepts (read from its source: vllm is not importable here).

@@ -20,7 +20,7 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM
 
 from evalsuite.benchmarks.contract import Request
-from evalsuite.resume.lm import COUNT_ENV, NonFiniteAnswer, count_answered, resumable
+from evalsuite.resume.lm import COUNT_ENV, NonFiniteAnswer, answered_already, resumable
 from evalsuite.resume.store import AnswerStore
 
 
@@ -68,7 +68,7 @@ def test_answers_are_kept_and_reused_without_asking_the_backend_again(tmp_path: 
 
     again = LengthLM()
     lm = resumable(again, AnswerStore(store_path), "fp")
-    assert count_answered(lm, REQUESTS) == 3
+    assert len(answered_already(lm, REQUESTS)) == 3
     assert lm.loglikelihood(instances(REQUESTS)) == [(-4.0, False), (-6.0, False), (-5.0, False)]  # no kwarg
     assert again.asked == []
 
@@ -81,7 +81,7 @@ def test_each_answer_is_kept_as_it_completes_when_the_call_is_interrupted(tmp_pa
     lm.store.close()
     resumed = LengthLM()
     lm = resumable(resumed, AnswerStore(store_path), "fp")
-    assert count_answered(lm, REQUESTS) == 2
+    assert len(answered_already(lm, REQUESTS)) == 2
     assert lm.loglikelihood(instances(REQUESTS), disable_tqdm=True)[2] == (-5.0, False)
     assert resumed.asked == [REQUESTS[2].arguments]  # only the one never answered
 
@@ -89,7 +89,7 @@ def test_each_answer_is_kept_as_it_completes_when_the_call_is_interrupted(tmp_pa
 def test_another_fingerprint_reuses_nothing(tmp_path: Path):
     store_path = tmp_path / "answers.jsonl"
     resumable(LengthLM(), AnswerStore(store_path), "fp-a").loglikelihood(instances(REQUESTS))
-    assert count_answered(resumable(LengthLM(), AnswerStore(store_path), "fp-b"), REQUESTS) == 0
+    assert len(answered_already(resumable(LengthLM(), AnswerStore(store_path), "fp-b"), REQUESTS)) == 0
 
 
 def test_a_torn_last_line_is_dropped_and_cut_off_before_appending(tmp_path: Path):

@@ -91,7 +91,6 @@ class Claim:
     final: Path
     stage: Path
     fd: int
-    resumed: bool
     made: tuple[Path, ...] = ()  # parent directories this claim created (removed again if abandoned)
 
     @property
@@ -147,7 +146,7 @@ def _create(final: Path, command: Mapping[str, Any]) -> Claim | None:
         os.close(fd)
         shutil.rmtree(stage, ignore_errors=True)
         return None
-    return Claim(final, stage, fd, resumed=False, made=made)
+    return Claim(final, stage, fd, made=made)
 
 
 def _unfinished_message(final: Path, stage: Path) -> str:
@@ -177,7 +176,7 @@ def claim_dir(final: Path, command: Mapping[str, Any], *, resume: bool, fresh: b
                 if entry.name != LOCK_FILE:
                     shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
             atomic_write_json(stage / STATE_DIR / COMMAND_FILE, dict(command))
-            return Claim(final, stage, fd, resumed=False)
+            return Claim(final, stage, fd)
         if not resume:
             os.close(fd)
             raise RunDirError(_unfinished_message(final, stage))
@@ -190,7 +189,7 @@ def claim_dir(final: Path, command: Mapping[str, Any], *, resume: bool, fresh: b
                 f"--output-dir {final}: the unfinished run there is another command ({why}); "
                 "repeat its options to continue it, or start over with --fresh"
             )
-        return Claim(final, stage, fd, resumed=True)
+        return Claim(final, stage, fd)
     claim = _create(final, command)
     if claim is None:
         raise OutputExistsError(
@@ -228,7 +227,7 @@ def claim_default(base: Path, command: Mapping[str, Any], *, resume: bool) -> Cl
         for stage in earlier:
             fd = _try_lock(stage)
             if fd is not None:
-                return Claim(final_of(stage), stage, fd, resumed=True)
+                return Claim(final_of(stage), stage, fd)
         print("note: no unfinished run of this command to resume; starting a new one", file=sys.stderr)
     elif earlier := [stage for stage in earlier if _is_idle(stage)]:
         print(

@@ -183,7 +183,3 @@ def answered_already(lm: Any, requests: Sequence[Any]) -> set[int]:
     if answered is None:
         return set()
     return {i for i, r in enumerate(requests) if answered(r.request_type, r.arguments)}
-
-
-def count_answered(lm: Any, requests: Sequence[Any]) -> int:
-    return len(answered_already(lm, requests))

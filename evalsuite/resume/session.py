@@ -92,6 +92,12 @@ class RunSession:
         return self.claim.stage
 
     @property
+    def state(self) -> Path:
+        """The resume state inside the staging directory (`.resume/`)."""
+        assert self.claim is not None, "use RunSession in a with block"
+        return self.claim.state
+
+    @property
     def final(self) -> Path:
         assert self.claim is not None, "use RunSession in a with block"
         return self.claim.final
@@ -100,7 +106,7 @@ class RunSession:
 
     def check_fingerprint(self, fingerprint: RunFingerprint, keys: Sequence[str] | None = None) -> None:
         """Refuse to continue under another fingerprint (only `keys`, when given: the rest is not known yet)."""
-        path = self.stage / ".resume" / FINGERPRINT_FILE
+        path = self.state / FINGERPRINT_FILE
         if path.is_file():
             import json
 
@@ -118,7 +124,7 @@ class RunSession:
         """The backend behind the store; call after `check_fingerprint(fingerprint)` with all its fields."""
         from evalsuite.resume.lm import resumable
 
-        self.store = AnswerStore(self.stage / ".resume" / STORE_FILE)
+        self.store = AnswerStore(self.state / STORE_FILE)
         self.reused = len(self.store)
         return resumable(lm, self.store, fingerprint.digest())
 
@@ -130,7 +136,7 @@ class RunSession:
 
         done = {}
         for spec in specs:
-            marker = self.stage / ".resume" / "done" / f"{spec.name}.json"
+            marker = self.state / "done" / f"{spec.name}.json"
             if marker.is_file():
                 import json
 
@@ -145,7 +151,7 @@ class RunSession:
         """Persist a completed benchmark: router counts, samples, then the marker with its score."""
         from evalsuite.fsio import atomic_write_jsonl
 
-        state = self.stage / ".resume"
+        state = self.state
         if recorder is not None:
             import io
 
@@ -165,7 +171,7 @@ class RunSession:
 
     def write_router(self, names: Sequence[str]) -> dict[str, Any] | None:
         """router_stats.parquet from the benchmarks' parts in table order; its summary for results.json."""
-        parts = [self.stage / ".resume" / "router" / f"{n}.parquet" for n in names]
+        parts = [self.state / "router" / f"{n}.parquet" for n in names]
         parts = [p for p in parts if p.is_file()]
         if not parts:
             return None

@@ -173,7 +173,6 @@ class Generator:
                 use_cache=True,
                 logits_to_keep=1,
             )
-        self.counters.passes += 1
         self.counters.positions += int(real.sum())
         self.counters.padded += real.numel()
         return out

@@ -8,7 +8,6 @@ model's window, and generation for a model whose generation_config asks for more
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +28,8 @@ class FastStats:
 
     positions: int  # real token positions forwarded
     padded: int  # positions forwarded, padding included
-    passes: int
     oom_retries: int
-    unique_prefix_floor: int  # of the log-likelihood requests answered on this path
     exact_requests: int  # answered by the exact path (truncation)
-    model_seconds: float
 
 
 class FastLM(LM):
@@ -55,9 +51,7 @@ class FastLM(LM):
         self.max_batch_tokens = max_batch_tokens
         self.configured_batch_tokens = max_batch_tokens
         self.counters = Counters()
-        self._floor = 0
         self._exact = 0
-        self._seconds = 0.0
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else self.tokenizer.eos_token_id or 0)
 
@@ -73,16 +67,14 @@ class FastLM(LM):
 
     def stats(self) -> FastStats:
         c = self.counters
-        return FastStats(c.positions, c.padded, c.passes, c.oom_retries, self._floor, self._exact, self._seconds)
+        return FastStats(c.positions, c.padded, c.oom_retries, self._exact)
 
     def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
-        started = time.perf_counter()
         prefix = prefix_token_id(self.tokenizer)
         encoded = [encode_pair(self.tokenizer, req.args[0], req.args[1], prefix) for req in requests]
         fast = [i for i, e in enumerate(encoded) if e.fits(self.max_length) and self._in_window(e.length)]
         slow = sorted(set(range(len(requests))) - set(fast))
         plan = build_plan([encoded[i] for i in fast])
-        self._floor += plan.floor
         scorer = PrefixScorer(self.model, self.max_batch_tokens, self.pad_token_id, self.counters)
         logprobs, greedy = scorer.score(plan)
         self.max_batch_tokens = scorer.max_batch_tokens  # keep a budget lowered by an out-of-memory error
@@ -91,7 +83,6 @@ class FastLM(LM):
             answers[i] = (lp, top)
             self.cache_hook.add_partial("loglikelihood", requests[i].args, answers[i])
         self._on_exact_path("loglikelihood", requests, slow, answers)
-        self._seconds += time.perf_counter() - started
         return answers
 
     def _in_window(self, length: int) -> bool:
@@ -108,7 +99,6 @@ class FastLM(LM):
             self.cache_hook.add_partial(method, requests[i].args, answer)
 
     def generate_until(self, requests: list[Any], disable_tqdm: bool = False) -> list[str]:
-        started = time.perf_counter()
         eos_text = self.tokenizer.decode([self.tokenizer.eos_token_id], skip_special_tokens=False)
         prepared: list[GenerationRequest] = []
         for req in requests:
@@ -140,7 +130,6 @@ class FastLM(LM):
         generator.generate([prepared[i] for i in fast], done)
         self.max_batch_tokens = generator.max_batch_tokens
         self._on_exact_path("generate_until", requests, slow, texts)
-        self._seconds += time.perf_counter() - started
         return texts
 
     def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:

@@ -9,7 +9,7 @@ Logits are computed only at the positions scored.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,6 @@ class Counters:
 
     positions: int = 0
     padded: int = 0
-    passes: int = 0
     oom_retries: int = 0
 
 
@@ -75,7 +74,7 @@ class PrefixScorer:
         self.mask_kind = getattr(model.config, "_attn_implementation", None)
         self.pack = PACK_TOKENS if self.mask_kind in ("sdpa", "eager") else 0
 
-    def score(self, plan: Plan, on_tokens: Callable[[int], Any] | None = None) -> tuple[list[float], list[bool]]:
+    def score(self, plan: Plan) -> tuple[list[float], list[bool]]:
         """(sum of log-probabilities, whether every token is the greedy one) per request of the plan."""
         scores = Scores([0.0] * plan.requests, [True] * plan.requests)
         roots = (plan.root,) if plan.root.tokens else tuple(plan.root.children.values())
@@ -87,8 +86,6 @@ class PrefixScorer:
                 stack.pop()
                 continue
             children = self._run(batch, scores)
-            if on_tokens is not None:
-                on_tokens(sum(len(n.targets) for row in batch.rows for n in row))
             stack.extend(self._batches(work) for work in reversed(children))
         return scores.logprob, scores.greedy
 
@@ -191,7 +188,6 @@ class PrefixScorer:
                         **extra,
                     )
                 logits.append(out.logits)
-                self.counters.passes += 1
         self.counters.positions += int(real.sum())
         self.counters.padded += rows * width
         self._collect(placed, start, keep, torch.cat(logits), scores)

@@ -8,6 +8,7 @@ prefix token. The model input is context + continuation without its last token.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +36,14 @@ class TokenRequest:
 
 def encode(tokenizer: Any, text: str) -> list[int]:
     """Token ids without special tokens: v1 never added a BOS token."""
-    return list(tokenizer.encode(text, add_special_tokens=False))
+    return list(_encode(tokenizer, text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _encode(tokenizer: Any, text: str) -> tuple[int, ...]:
+    # A document's choices share its context, and the accounting encodes every request again: encode
+    # each text once (tokenizers hash by identity).
+    return tuple(tokenizer.encode(text, add_special_tokens=False))
 
 
 def encode_pair(tokenizer: Any, context: str, continuation: str, prefix_token_id: int) -> TokenRequest:
