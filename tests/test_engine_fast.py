@@ -250,3 +250,106 @@ def test_each_answer_reaches_the_cache_hook(loaded: tuple[Any, Any, Any]) -> Non
     want = [("loglikelihood", tuple(p), a) for p, a in zip(pairs, answers, strict=True)]
     want += [("generate_until", tuple(g), t) for g, t in zip(gen, texts, strict=True)]
     assert sorted(map(repr, hook.seen)) == sorted(map(repr, want))
+
+
+# Documents with nothing in common, each with short choices: the choices of every document continue a
+# different prefix.
+DOCUMENTS = [
+    (f"{subject} is the topic of question {i}. Which word fits best here? Answer:", choice)
+    for i, subject in enumerate(("Rain", "Cheese", "Orbit", "Granite", "Violin", "Harbour"))
+    for choice in (" yes", " no", " perhaps not today")
+]
+
+
+def _passes(model: Any) -> tuple[list[int], Any]:
+    """A hook counting forward passes (their input shapes) on the model."""
+    shapes: list[int] = []
+
+    def count(module: Any, args: Any, kwargs: dict) -> None:
+        shapes.append(int(kwargs["input_ids"].shape[0]))
+
+    return shapes, model.register_forward_pre_hook(count, with_kwargs=True)
+
+
+def test_continuations_of_different_prefixes_share_a_pass(loaded: tuple[Any, Any, Any]) -> None:
+    model, _, _ = loaded
+    hf, fast = _lms(loaded, 4096)
+    instances = _instances("loglikelihood", DOCUMENTS)
+    want = hf.loglikelihood(instances, disable_tqdm=True)
+    shapes, handle = _passes(model)
+    try:
+        got = fast.loglikelihood(instances, disable_tqdm=True)
+    finally:
+        handle.remove()
+    for (lp, greedy), (ref_lp, ref_greedy) in zip(got, want, strict=True):
+        assert abs(lp - ref_lp) <= LL_TOLERANCE and greedy == ref_greedy
+    documents = len(DOCUMENTS) // 3
+    # One pass for the contexts, then the choices of all documents: not one pass per document.
+    assert len(shapes) < documents
+    assert max(shapes) >= documents
+
+
+def _distinct_scored(inputs: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> int:
+    """By definition: the distinct input prefixes whose last position predicts a continuation token."""
+    return len({(ctx + cont)[: p + 1] for ctx, cont in inputs for p in range(len(ctx) - 1, len(ctx + cont) - 1)})
+
+
+@pytest.mark.parametrize("name", ["tiny-moe", "tiny-llama"])
+def test_feed_forward_runs_on_real_positions_and_in_the_last_layer_on_scored_ones(name: str) -> None:
+    from evalsuite.engine.base import BackendOptions
+    from evalsuite.engine.fast import sparse
+    from evalsuite.engine.hf import load_model
+
+    loaded = load_model(BackendOptions(model=str(GOLDEN / "models" / name), device="cpu", dtype="float32"))
+    model, tokenizer, _ = loaded
+    hf, fast = _lms(loaded, 2048)
+    pairs = PAIRS + LONG_PAIRS + DOCUMENTS  # padded rows, packed rows, rows of different prefixes
+    instances = _instances("loglikelihood", pairs)
+    want = hf.loglikelihood(instances, disable_tqdm=True)
+    modules = sparse.feed_forwards(model)
+    fed = [0] * len(modules)
+
+    def counter(layer: int) -> Any:
+        def count(module: Any, args: Any, output: Any) -> None:
+            hidden = args[0]
+            fed[layer] += hidden.shape[0] * hidden.shape[1] if hidden.dim() == 3 else hidden.shape[0]
+
+        return count
+
+    fast.loglikelihood(instances[:1], disable_tqdm=True)  # each module's first call runs in full (a check)
+    handles = [m.register_forward_hook(counter(i)) for i, m in enumerate(modules)]
+    try:
+        got = fast.loglikelihood(instances, disable_tqdm=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for (lp, greedy), (ref_lp, ref_greedy) in zip(got, want, strict=True):
+        assert abs(lp - ref_lp) <= LL_TOLERANCE and greedy == ref_greedy
+    prefix = prefix_token_id(tokenizer)
+    encoded = [encode_pair(tokenizer, c, x, prefix) for c, x in pairs]
+    assert fast.stats().padded > fast.stats().positions  # there was padding to leave out
+    real = _distinct_prefixes([e.input for e in encoded])
+    scored = _distinct_scored([(e.context, e.continuation) for e in encoded])
+    assert len(modules) >= 2 and scored < real
+    assert fed == [real] * (len(modules) - 1) + [scored]
+
+
+def test_answers_reach_the_cache_hook_as_they_complete(loaded: tuple[Any, Any, Any]) -> None:
+    # Resume keeps what the hook received: a call interrupted midway keeps the requests already scored.
+    model, _, _ = loaded
+    _, fast = _lms(loaded, 256)  # a small budget: many passes
+    shapes, handle = _passes(model)
+    passes_at_arrival: list[int] = []
+
+    class Hook(_Recorded):
+        def add_partial(self, attr: str, req: Any, res: Any) -> None:
+            passes_at_arrival.append(len(shapes))
+            super().add_partial(attr, req, res)
+
+    fast.set_cache_hook(Hook())
+    try:
+        fast.loglikelihood(_instances("loglikelihood", DOCUMENTS), disable_tqdm=True)
+    finally:
+        handle.remove()
+    assert len(passes_at_arrival) == len(DOCUMENTS)
+    assert passes_at_arrival[0] < len(shapes)  # the first answer arrived before the last pass ran

@@ -21,6 +21,7 @@ from evalsuite.checks.data import check_rows
 from evalsuite.data.sources import DataSource, load_rows
 from evalsuite.errors import DataError
 from evalsuite.fidelity.fingerprint import fingerprint
+from evalsuite.pipeline.progress import Ticker
 from evalsuite.results import BenchmarkScore, DocRecord, RequestRecord
 from evalsuite.scoring import macro_stderr, mean, stderr
 
@@ -114,16 +115,24 @@ def answer(lm: LM, requests: Sequence[Request], progress: Any, answered: frozens
         instances = [Instance(request_type=request_type, doc={}, arguments=requests[i].arguments, idx=0) for i in part]
         return list(getattr(lm, request_type)(instances))
 
-    def keep(request_type: str, part: list[int], outs: list[Any]) -> None:
+    def keep(request_type: str, part: list[int], outs: list[Any], ticker: Ticker | None = None) -> None:
         for i, out in zip(part, outs, strict=True):
             # loglikelihood answers (logprob, is_greedy); generate_until answers the cut text
             responses[i] = float(out[0]) if request_type == "loglikelihood" else out
-        progress.update(sum(1 for i in part if i not in answered))
+        if ticker is None:
+            progress.update(sum(1 for i in part if i not in answered))
+        else:
+            ticker.finish()
 
     workers = int(getattr(lm, "parallel_calls", 1) or 1)
-    if workers == 1:
-        for request_type, part in calls:
-            keep(request_type, part, call(request_type, part))
+    if workers == 1:  # one call at a time: the bar moves with each answer the backend reports
+        ticker = Ticker(lm, progress)
+        try:
+            for request_type, part in calls:
+                ticker.expect(sum(1 for i in part if i not in answered))
+                keep(request_type, part, call(request_type, part), ticker)
+        finally:
+            ticker.remove()
         return responses
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(call, t, part): (t, part) for t, part in calls}

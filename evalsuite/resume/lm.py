@@ -1,9 +1,10 @@
 """An lm-eval `LM` around any backend: answers from the run's store, persists each new answer as it
 completes, and stops at the first non-finite log-likelihood.
 
-Backends that report answers through lm-eval's cache hook (HFLM does, one request at a time) have each
-answer persisted the moment it exists; for the others, every answer of a call is persisted when the
-call returns. Either way a call is never bigger than what the pipeline hands over (a few hundred requests).
+Backends that report answers through lm-eval's cache hook (HFLM does, one request at a time; the fast
+backend as each request completes) have each answer persisted the moment it exists, and passed on to the
+wrapper's own hook; for the others, every answer of a call is persisted when the call returns, and a
+call is never bigger than what the pipeline hands over (a few hundred requests).
 
 The pipeline may make several calls at once (an LM declaring `parallel_calls`, e.g. data-parallel
 replicas): the wrapper declares the same number, keeps each call's bookkeeping in its own thread, and
@@ -137,6 +138,8 @@ class ResumableLM:
             if self._counter is not None:  # every answer the backend returned, so one asked twice shows
                 with self._counter.open("a", encoding="utf-8") as fh:
                     fh.write(key + "\n")
+        # passed on to whoever hooks this LM (the pipeline's progress bar)
+        self.cache_hook.add_partial(request_type, call.arguments.get(key, ()), answer)
 
     def _call(self, request_type: str, instances: list[Instance], kwargs: dict[str, Any]) -> list[Any]:
         keys = [request_key(self.digest, request_type, inst.args) for inst in instances]

@@ -75,13 +75,16 @@ class FastLM(LM):
         fast = [i for i, e in enumerate(encoded) if e.fits(self.max_length) and self._in_window(e.length)]
         slow = sorted(set(range(len(requests))) - set(fast))
         plan = build_plan([encoded[i] for i in fast])
-        scorer = PrefixScorer(self.model, self.max_batch_tokens, self.pad_token_id, self.counters)
-        logprobs, greedy = scorer.score(plan)
-        self.max_batch_tokens = scorer.max_batch_tokens  # keep a budget lowered by an out-of-memory error
         answers: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
-        for i, lp, top in zip(fast, logprobs, greedy, strict=True):
+
+        def done(k: int, lp: float, top: bool) -> None:  # as each request completes: resume keeps it
+            i = fast[k]
             answers[i] = (lp, top)
             self.cache_hook.add_partial("loglikelihood", requests[i].args, answers[i])
+
+        scorer = PrefixScorer(self.model, self.max_batch_tokens, self.pad_token_id, self.counters)
+        scorer.score(plan, done)
+        self.max_batch_tokens = scorer.max_batch_tokens  # keep a budget lowered by an out-of-memory error
         self._on_exact_path("loglikelihood", requests, slow, answers)
         return answers
 
