@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# What evalsuite caches (demo model, merges, file digests) goes to a directory of this session, not ~/.cache.
+os.environ.setdefault("EVALSUITE_CACHE", tempfile.mkdtemp(prefix="evalsuite-test-cache-"))
 # The test models are tiny: torch's intra-op threads only add synchronisation (5x slower on 2 cores).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 

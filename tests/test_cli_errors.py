@@ -284,3 +284,26 @@ def test_malformed_results_json_is_a_one_line_error(work, capsys, content):
     (run / "results.json").write_text(content)
     assert_one_line_error(*invoke(capsys, "router-stats", str(run)), str(run))
     assert_one_line_error(*invoke(capsys, "compare", str(run)), "results.json")
+
+
+@pytest.mark.parametrize("argv", [("--bogus",), ("bogus",), ()])
+def test_a_missing_command_names_the_commands(work, capsys, argv):
+    code, err = invoke(capsys, *argv)
+    line = assert_one_line_error(code, err, "give a command", "run", "card", "compare", "merge", codes=(2,))
+    assert all(word in line for word in argv)  # what was given instead is named
+
+
+def test_a_missing_command_never_repeats_a_token(work, capsys):
+    token = "hf_" + "a1b2c3d4" * 4
+    code, err = invoke(capsys, "--hf-token", token)
+    assert_one_line_error(code, err, "give a command", codes=(2,))
+    assert token not in err
+
+
+def test_output_dir_in_an_unwritable_place_is_one_line(work, winogrande_data, unloadable_model, capsys):
+    # /proc passes a permission check for root yet takes no new files: the error comes at the claim
+    before = snapshot(work)
+    code, err = invoke(capsys, *run_args(unloadable_model, winogrande_data, out="/proc/evalsuite-run"))
+    line = assert_one_line_error(code, err, "/proc/evalsuite-run", "--output-dir")
+    assert "Errno" not in line and ".partial" not in line
+    assert snapshot(work) == before

@@ -353,3 +353,50 @@ def test_answers_reach_the_cache_hook_as_they_complete(loaded: tuple[Any, Any, A
         handle.remove()
     assert len(passes_at_arrival) == len(DOCUMENTS)
     assert passes_at_arrival[0] < len(shapes)  # the first answer arrived before the last pass ran
+
+
+def test_out_of_memory_after_the_logits_adds_nothing_twice(loaded: tuple[Any, Any, Any], monkeypatch: Any) -> None:
+    # The pass succeeded but keeping a node's cache for its children ran out of memory: the retry of the
+    # pass must not add its log-probabilities a second time, nor report a request before it is complete.
+    import torch
+
+    from evalsuite.engine.fast.scorer import PrefixScorer
+
+    hf, fast = _lms(loaded, 4096)
+    instances = _instances("loglikelihood", PAIRS + DOCUMENTS)
+    want = hf.loglikelihood(instances, disable_tqdm=True)
+    real_row_past = PrefixScorer._row_past
+    failures = [2]  # the first two caches kept fail
+
+    def failing_row_past(*args: Any) -> Any:
+        if failures[0]:
+            failures[0] -= 1
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_row_past(*args)
+
+    monkeypatch.setattr(PrefixScorer, "_row_past", staticmethod(failing_row_past))
+    hook = _Recorded()
+    fast.set_cache_hook(hook)
+    got = fast.loglikelihood(instances, disable_tqdm=True)
+    assert failures == [0] and fast.stats().oom_retries >= 2
+    for (lp, greedy), (ref_lp, ref_greedy) in zip(got, want, strict=True):
+        assert abs(lp - ref_lp) <= LL_TOLERANCE and greedy == ref_greedy
+    # each request reported once, with its final answer
+    assert sorted(map(repr, hook.seen)) == sorted(
+        repr(("loglikelihood", tuple(i.args), a)) for i, a in zip(instances, got, strict=True)
+    )
+
+
+def test_layers_sharing_a_feed_forward_run_in_full() -> None:
+    # A module called by two layers cannot be cut to the last layer's scored positions: no hooks at all.
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from evalsuite.engine.fast import sparse
+
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2
+    )
+    model = LlamaForCausalLM(config)
+    assert len(sparse.feed_forwards(model)) == 2
+    model.model.layers[1].mlp = model.model.layers[0].mlp
+    assert sparse.feed_forwards(model) == []

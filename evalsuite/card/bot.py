@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from evalsuite.benchmarks.table import BENCHMARKS
-from evalsuite.card.splice import _BREAK, END_MARKER, START_MARKER, CardParts, _lines
+from evalsuite.card.splice import END_MARKER, LINE_BREAK, START_MARKER, CardParts, body_lines
 from evalsuite.card.table import AVERAGE_ROW, read_table
 from evalsuite.errors import CardError
 
@@ -46,7 +46,7 @@ class ResultsSection:
 
 def find_sections(body: str) -> list[ResultsSection]:
     """Every leaderboard results heading outside code blocks, in order."""
-    lines = list(_lines(body))
+    lines = list(body_lines(body))
     ours = _marker_lines(lines)
     sections = []
     for i, (start, end, text, in_code) in enumerate(lines):
@@ -86,13 +86,13 @@ def _marker_lines(lines: list[tuple[int, int, str, bool]]) -> set[int]:
 
 
 def has_markers(body: str) -> bool:
-    return any(ln[2].strip() in (START_MARKER, END_MARKER) for ln in _lines(body))
+    return any(ln[2].strip() in (START_MARKER, END_MARKER) for ln in body_lines(body))
 
 
 def first_body_line(parts: CardParts) -> int:
     """The line of the file where the body starts, for messages that name body lines."""
     head = parts.join(parts.yaml, "") if parts.yaml is not None else parts.bom
-    return len(_BREAK.findall(head)) + 1
+    return len(LINE_BREAK.findall(head)) + 1
 
 
 def span_to_replace(body: str, where: str, first_line: int = 1) -> tuple[int, int] | None:

@@ -17,7 +17,7 @@ START_MARKER = "<!-- evalsuite:results:start -->"
 END_MARKER = "<!-- evalsuite:results:end -->"
 BOM = "\ufeff"
 
-_BREAK = re.compile(r"\r\n|\r|\n")
+LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")  # str.splitlines also splits on \f, \x1c, ...
 _ATX_HEADING = re.compile(r"^ {0,3}#{1,6}(?:[ \t]|$)")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
@@ -61,7 +61,7 @@ def split_card(text: str) -> CardParts:
     m = REGEX_YAML_BLOCK.search(text)
     if m is None:
         return CardParts(bom, "", None, "", text, lb, 0)
-    first_line = len(_BREAK.findall(text[: m.start(2)])) + 1
+    first_line = len(LINE_BREAK.findall(text[: m.start(2)])) + 1
     return CardParts(bom, m.group(1), m.group(2), m.group(3), text[m.end() :], lb, first_line)
 
 
@@ -114,7 +114,7 @@ def splice_model_index(yaml_text: str, entry: str, lb: str, where: str, first_li
     kept: list[str] = []  # blank and comment lines between the value and the next key are not ours
     while len(lines) > 1 and _is_blank_or_comment(lines[-1]):
         kept.insert(0, lines.pop())
-    m = _BREAK.search(lines[-1])
+    m = LINE_BREAK.search(lines[-1])
     replacement = entry + (m.group() if m else "")
     return [yaml_text[:start] + replacement + "".join(kept) + yaml_text[end:]]
 
@@ -122,7 +122,7 @@ def splice_model_index(yaml_text: str, entry: str, lb: str, where: str, first_li
 # --- body --------------------------------------------------------------------------------------
 
 
-def _lines(text: str) -> Iterator[tuple[int, int, str, bool]]:
+def body_lines(text: str) -> Iterator[tuple[int, int, str, bool]]:
     """(start, end including the line break, the line's text, inside a fenced code block)."""
     fence: str | None = None
     pos = 0
@@ -154,7 +154,7 @@ def put_block(body: str, section: str, lb: str, where: str, replace: tuple[int, 
         ends_line = body[start:end].endswith(("\n", "\r"))  # only the card's last line may not
         return body[:start] + (block if ends_line else block[: -len(lb)]) + body[end:]
 
-    lines = list(_lines(body))
+    lines = list(body_lines(body))
     # Markers count anywhere (a block appended after an unclosed code fence must still be found);
     # headings only outside code.
     starts = [ln for ln in lines if ln[2].strip() == START_MARKER]

@@ -14,10 +14,13 @@ from typing import NoReturn
 from evalsuite import __version__
 from evalsuite.cli import card, compare, data, merge, router_stats, run, verify
 from evalsuite.errors import EvalsuiteError, UsageError, one_line
+from evalsuite.paths import public_command
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one `error:` line (exit 2) instead of a usage block."""
+
+    commands: tuple[str, ...] = ()  # the top-level parser's command names
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}; see `{self.prog} --help`")
@@ -27,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
 COMMANDS = (run, data, card, compare, router_stats, verify, merge)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
     parser = _Parser(
         prog="evalsuite",
         description="Reproduce Open LLM Leaderboard v1 scores, write model cards, compare merges.",
@@ -36,13 +39,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
         command.add_parser(sub)
+    parser.commands = tuple(sub.choices)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    given = list(sys.argv[1:] if argv is None else argv)
+    commands = parser.commands
+    if not any(word in commands for word in given) and not {"-h", "--help", "--version"} & set(given):
+        # argparse would only say that a command is required, whatever was given instead
+        got = f" (got: {' '.join(public_command(given))})" if given else ""  # never a token
+        print(f"error: evalsuite: give a command{got}: {', '.join(commands)}; see `evalsuite --help`", file=sys.stderr)
+        return 2
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(given)
     except UsageError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
+from evalsuite.cache import cache_root
 from evalsuite.errors import ConfigError
 from evalsuite.fsio import build_dir_once
 from evalsuite.pipeline.run import RunOptions
@@ -26,8 +27,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 DEMO_SEED: int = 1234
 # The cache dir's basename: results/<model_slug>/... takes the run's default name from it.
 DEMO_MODEL_NAME = "demo-tiny-moe"
-CACHE_ENV = "EVALSUITE_CACHE"
-DEFAULT_CACHE = "~/.cache/evalsuite"
 
 Arch = Literal["mixtral", "llama"]
 
@@ -101,10 +100,6 @@ def build_tiny_model(dest: Path, arch: Arch = "mixtral", seed: int = DEMO_SEED, 
     for name in TOKENIZER_FILES:
         shutil.copyfile(TOKENIZER_DIR / name, dest / name)
     return dest
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE).expanduser().resolve()
 
 
 def _fingerprint() -> str:

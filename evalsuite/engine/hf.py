@@ -122,6 +122,29 @@ def load(opts: BackendOptions) -> HFBackend:
     return HFBackend(lm=lm, info=replace(info, engine=engine), module=model)
 
 
+def load_config_and_tokenizer(path: Path, trust_remote_code: bool) -> tuple[Any, Any]:
+    """The model directory's config and tokenizer, each failure one line naming what to fix."""
+    import transformers
+
+    try:
+        config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except Exception as exc:
+        _refuse_custom_code(exc, path, "model", trust_remote_code)
+        raise ModelError(
+            f"model dir {path}: config.json could not be read ({type(exc).__name__}: {one_line(exc)}); "
+            "fix or replace it"
+        ) from exc
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except Exception as exc:
+        _refuse_custom_code(exc, path, "tokenizer", trust_remote_code)
+        raise ModelError(
+            f"model dir {path}: the tokenizer could not be loaded ({type(exc).__name__}: {one_line(exc)}); "
+            "the directory needs the model's tokenizer files (e.g. tokenizer.json and tokenizer_config.json)"
+        ) from exc
+    return config, tokenizer
+
+
 def load_model(opts: BackendOptions) -> tuple[Any, Any, ModelInfo]:
     """Load the transformers model and tokenizer; returns them with the ModelInfo to record."""
     import logging
@@ -134,23 +157,8 @@ def load_model(opts: BackendOptions) -> tuple[Any, Any, ModelInfo]:
         import torch
 
         torch.set_num_threads(opts.threads)
-    try:
-        config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=opts.trust_remote_code)
-    except Exception as exc:
-        _refuse_custom_code(exc, path, "model", opts.trust_remote_code)
-        raise ModelError(
-            f"model dir {path}: config.json could not be read ({type(exc).__name__}: {one_line(exc)}); "
-            "fix or replace it"
-        ) from exc
+    config, tokenizer = load_config_and_tokenizer(path, opts.trust_remote_code)
     dtype = _torch_dtype(opts.dtype, config, on_gpu)
-    try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=opts.trust_remote_code)
-    except Exception as exc:
-        _refuse_custom_code(exc, path, "tokenizer", opts.trust_remote_code)
-        raise ModelError(
-            f"model dir {path}: the tokenizer could not be loaded ({type(exc).__name__}: {one_line(exc)}); "
-            "the directory needs the model's tokenizer files (e.g. tokenizer.json and tokenizer_config.json)"
-        ) from exc
     # transformers logs its own multi-line load report (and more about the same weights); the load check
     # below reports them in one line
     report_logger = logging.getLogger("transformers")

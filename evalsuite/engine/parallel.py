@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import sys
 import threading
@@ -216,7 +217,13 @@ def _start_ray(parallel: ParallelOptions) -> bool:
     if ray.is_initialized():
         return False
     local = parallel.ray_address in (None, "local")
-    kwargs: dict[str, Any] = {"namespace": NAMESPACE, "include_dashboard": False, "log_to_driver": False}
+    # Ray's own notes (that it started, how it authenticates) are not the run's business: errors only.
+    kwargs: dict[str, Any] = {
+        "namespace": NAMESPACE,
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": logging.ERROR,
+    }
     if local:
         # Enough CPU slots for every replica even on a small machine: a replica is mostly one process.
         kwargs["num_cpus"] = max(os.cpu_count() or 1, parallel.replicas * parallel.cpus_per_replica)

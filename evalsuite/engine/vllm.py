@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalsuite.engine.base import BackendOptions
+from evalsuite.engine.weights import weights_sha256
 from evalsuite.errors import ConfigError, ModelError, one_line
+from evalsuite.paths import display_path
 from evalsuite.results import ModelInfo
 
 if TYPE_CHECKING:
@@ -71,13 +73,10 @@ def vllm_arguments(options: BackendOptions, path: Path, max_length: int) -> dict
 
 def load(options: BackendOptions) -> VLLMBackend:
     check_available()
-    import transformers
-
-    from evalsuite.engine.hf import resolve_model_dir, v1_max_length
+    from evalsuite.engine.hf import load_config_and_tokenizer, resolve_model_dir, v1_max_length
 
     path, commit = resolve_model_dir(options)
-    config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=options.trust_remote_code)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=options.trust_remote_code)
+    config, tokenizer = load_config_and_tokenizer(path, options.trust_remote_code)
     max_length = options.max_length or v1_max_length(config, tokenizer)
     arguments = vllm_arguments(options, path, max_length)
     from lm_eval.models.vllm_causallms import VLLM
@@ -87,7 +86,7 @@ def load(options: BackendOptions) -> VLLMBackend:
     except Exception as exc:
         raise ModelError(f"vLLM could not load {options.model} ({type(exc).__name__}: {one_line(exc)})") from exc
     info = ModelInfo(
-        id=options.model,
+        id=display_path(options.model),
         revision=options.revision,
         commit=commit,
         architecture=(config.architectures or [None])[0],
@@ -96,5 +95,6 @@ def load(options: BackendOptions) -> VLLMBackend:
         batch_size=None,
         max_length=max_length,
         engine=f"{type(lm).__module__}.{type(lm).__qualname__}",
+        weights_sha256=weights_sha256(path) if commit is None else {},  # a Hub commit pins them already
     )
     return VLLMBackend(lm=lm, info=info, arguments=arguments)

@@ -1,30 +1,64 @@
 """The sha256 of a local model's files: its weights are recorded in results.json (a local directory's
 name says nothing about what is in it, its weights do), and all the files that decide the answers key a
 resumable run's stored answers (evalsuite.resume.fingerprint). One hashing for both: a file is read once
-per process however often it is asked for."""
+however often it is asked for, in this process and the next ones (data-parallel replicas, the next run):
+digests are kept in `<cache>/sha256.json`, keyed by the file's path, size, modification and change
+times and inode, so that any change to the file (its change time moves with every write) hashes it
+again. A cache that cannot be read or written only costs the time of hashing."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import re
 from pathlib import Path
+
+from evalsuite.cache import cache_root
+from evalsuite.fsio import atomic_write_json
 
 # The files transformers loads weights from (shards included); configs and tokenizers are not weights.
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 # Beside the weights, these decide the answers too: configs, tokenizer files, custom model code.
 MODEL_FILE_SUFFIXES = (*WEIGHT_SUFFIXES, ".json", ".model", ".tiktoken", ".txt", ".py")
 _CHUNK = 1 << 24
-_DIGESTS: dict[tuple[str, int, int], str] = {}  # (resolved path, size, mtime) -> hex digest
+CACHE_FILE = "sha256.json"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_DIGESTS: dict[str, str] = {}  # file key -> hex digest, this process's
+
+
+def _key(path: Path) -> str:
+    stat = path.stat()
+    return json.dumps([str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino])
+
+
+def _stored() -> dict[str, str]:
+    with contextlib.suppress(OSError, ValueError):
+        stored = json.loads((cache_root() / CACHE_FILE).read_text(encoding="utf-8"))
+        if isinstance(stored, dict):
+            return {str(k): v for k, v in stored.items() if isinstance(v, str) and _HEX64.fullmatch(v)}
+    return {}
+
+
+def _store(key: str, digest: str) -> None:
+    """Add one digest to the cache file (read again first: other processes add theirs)."""
+    with contextlib.suppress(OSError):
+        cache_root().mkdir(parents=True, exist_ok=True)
+        atomic_write_json(cache_root() / CACHE_FILE, {**_stored(), key: digest})
 
 
 def _sha256(path: Path) -> str:
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    key = _key(path)
     if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                digest.update(chunk)
-        _DIGESTS[key] = digest.hexdigest()
+        stored = _stored().get(key)
+        if stored is None:
+            digest = hashlib.sha256()
+            with path.open("rb") as fh:
+                while chunk := fh.read(_CHUNK):
+                    digest.update(chunk)
+            stored = digest.hexdigest()
+            _store(key, stored)
+        _DIGESTS[key] = stored
     return _DIGESTS[key]
 
 

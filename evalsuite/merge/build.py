@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from evalsuite.cache import cache_root
 from evalsuite.errors import RecipeError
 from evalsuite.fsio import atomic_write_json, build_dir_once
 from evalsuite.merge.recipe import Recipe
@@ -32,8 +33,6 @@ class Variant:
 
 
 def cache_dir(recipe: Recipe, gate_mode: str) -> Path:
-    from evalsuite.demo import cache_root
-
     return cache_root() / "merge" / recipe.digest() / f"{recipe.name}-{gate_mode}"
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalsuite.errors import OutputExistsError, RunDirError
+from evalsuite.errors import ConfigError, OutputExistsError, RunDirError
 from evalsuite.fsio import atomic_write_json
 from evalsuite.resume.store import STORE_FILE
 
@@ -127,11 +127,21 @@ class Claim:
 def _create(final: Path, command: Mapping[str, Any]) -> Claim | None:
     """Create `final`'s staging directory, lock held; None when another run got there first."""
     made = tuple(p for p in [final.parent, *final.parent.parents] if not p.exists())
-    final.parent.mkdir(parents=True, exist_ok=True)
     stage = stage_of(final)
     tmp = final.parent / f"{stage.name}.{os.getpid()}.new"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / STATE_DIR).mkdir(parents=True)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        (tmp / STATE_DIR).mkdir(parents=True)
+    except OSError as exc:  # a location the permission checks let through (/proc, a read-only mount)
+        shutil.rmtree(tmp, ignore_errors=True)
+        for parent in made:  # deepest first
+            with contextlib.suppress(OSError):
+                parent.rmdir()
+        raise ConfigError(
+            f"{final}: the run directory cannot be created there ({exc.strerror or exc}); "
+            "choose a location you can write to with --output-dir"
+        ) from exc
     fd = _try_lock(tmp)
     assert fd is not None  # nobody else knows this directory
     atomic_write_json(tmp / STATE_DIR / COMMAND_FILE, dict(command))

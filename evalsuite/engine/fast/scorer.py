@@ -214,7 +214,7 @@ class PrefixScorer:
                     extra["attention_mask"] = self._mask(allowed[:, None, part, : prefix + s + chunk])
                     extra["position_ids"] = position[:, part].to(self.device)
                 kept = keep[:, part].to(self.device)
-                with positions.publish(real[:, part]), sparse.selecting(real[:, part].to(self.device), kept):
+                with positions.publish(real[:, part]), sparse.selecting(real[:, part], keep[:, part]):
                     out = self.model(
                         input_ids=ids[:, part].to(self.device),
                         cache=cache,
@@ -223,10 +223,15 @@ class PrefixScorer:
                         **extra,
                     )
                 logits.append(out.logits)
+        # Everything that can run out of memory comes before the scores change: a retry must not add twice.
+        children = [
+            (node, self._row_past(cache, i, batch, offset, node)) for i, offset, node in placed if node.children
+        ]
+        picked = self._picked(placed, keep, torch.cat(logits))
         self.counters.positions += int(real.sum())
         self.counters.padded += rows * width
-        self._collect(placed, keep, torch.cat(logits), scores)
-        return [(node, self._row_past(cache, i, batch, offset, node)) for i, offset, node in placed if node.children]
+        _add(picked, scores)
+        return children
 
     @staticmethod
     def _past(batch: _Batch) -> Past:
@@ -291,8 +296,9 @@ class PrefixScorer:
             for layer in cache.layers
         ]
 
-    def _collect(self, placed: list[tuple[int, int, Node]], keep: Any, logits: Any, scores: Scores) -> None:
-        """Add each scored token's log-probability to its request (in float32, as the exact path)."""
+    @staticmethod
+    def _picked(placed: list[tuple[int, int, Node]], keep: Any, logits: Any) -> list[tuple[int, float, bool]]:
+        """(request, log-probability, whether greedy) of each scored token (in float32, as the exact path)."""
         import torch
 
         # `logits` has one row per kept position, in row-major order of `keep` (chunks of one row keep it).
@@ -305,14 +311,19 @@ class PrefixScorer:
                 tokens.append(target.token)
                 requests.append(target.request)
         if not where:
-            return
+            return []
         logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
         index, token = torch.tensor(where), torch.tensor(tokens)
         picked = logprobs[index, token].tolist()
         greedy = (logprobs[index].argmax(dim=-1) == token).tolist()
-        for request, lp, top in zip(requests, picked, greedy, strict=True):
-            scores.logprob[request] += lp
-            scores.greedy[request] = scores.greedy[request] and top
-            scores.remaining[request] -= 1
-            if scores.remaining[request] == 0:
-                scores.on_done(request, scores.logprob[request], scores.greedy[request])
+        return list(zip(requests, picked, greedy, strict=True))
+
+
+def _add(picked: list[tuple[int, float, bool]], scores: Scores) -> None:
+    """Add each scored token to its request; a request whose last token this was is done."""
+    for request, lp, top in picked:
+        scores.logprob[request] += lp
+        scores.greedy[request] = scores.greedy[request] and top
+        scores.remaining[request] -= 1
+        if scores.remaining[request] == 0:
+            scores.on_done(request, scores.logprob[request], scores.greedy[request])

@@ -9,10 +9,11 @@ alone and the others get zeros: for a mixture of experts its experts (after the 
 sees, and router statistics still count, every position), for a dense model its MLP. The saving is
 the padding, plus about one layer's feed-forward on every unscored position.
 
-A model whose layers are not laid out as transformers lays out Llama, Mixtral and their kin
-(`model.layers[i].mlp`, with `.experts` for a mixture), or whose feed-forward takes inputs of another
-shape or does not give back one hidden state per position, simply runs in full: each module is first
-run in full once and checked, and the result never depends on the hooks firing.
+Only models whose code comes with transformers and whose layers are laid out as Llama, Mixtral and their
+kin lay them out (`model.layers[i].mlp`, with `.experts` for a mixture; each layer its own module) are
+hooked. A feed-forward that takes inputs of another shape, or does not give back one hidden state per
+position, runs in full: each module is first run in full once and checked. Custom model code
+(`--trust-remote-code`) always runs in full. The result never depends on the hooks firing.
 """
 
 from __future__ import annotations
@@ -24,25 +25,43 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-# (real, scored) of the pass running: flat bool tensors over its (rows × width) positions.
-_SELECTED: ContextVar[tuple[Any, Any] | None] = ContextVar("evalsuite_feed_forward_positions", default=None)
 # Per module: whether its output was found to be one hidden state per position of its first input.
 _CHECKED: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class _Selection:
+    positions: int  # of the pass: rows × width
+    real: Any | None  # flat indices of the real positions; None when all are real
+    scored: Any  # flat indices of the scored positions (at least one: a module never runs on nothing)
+
+
+_SELECTED: ContextVar[_Selection | None] = ContextVar("evalsuite_feed_forward_positions", default=None)
 
 
 @contextlib.contextmanager
 def selecting(real: Any, scored: Any) -> Iterator[None]:
     """Within the block, the installed feed-forwards run on `real` positions, the last layer's on `scored`
-    ones ((rows, width) bool tensors on the model's device, scored within real)."""
-    token = _SELECTED.set((real.reshape(-1), scored.reshape(-1)))
+    ones ((rows, width) bool tensors, scored within real)."""
+    real, scored = real.reshape(-1), scored.reshape(-1)
+    every = bool(real.all())
+    token = _SELECTED.set(_Selection(real.numel(), None if every else _indices(real), _indices(scored)))
     try:
         yield
     finally:
         _SELECTED.reset(token)
 
 
+def _indices(mask: Any) -> Any:
+    index = mask.nonzero().squeeze(1)
+    return index if index.numel() else index.new_zeros(1)
+
+
 def feed_forwards(model: Any) -> list[Any]:
-    """Per decoder layer, its feed-forward module: a mixture's experts, else the MLP; [] for another layout."""
+    """Per decoder layer, its feed-forward module: a mixture's experts, else the MLP; [] for another layout,
+    for custom model code, or when layers share a module."""
+    if not type(model).__module__.startswith("transformers.models."):
+        return []
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
     layers = getattr(decoder, "layers", None)
     if layers is None:
@@ -53,6 +72,8 @@ def feed_forwards(model: Any) -> list[Any]:
         if mlp is None:
             return []
         modules.append(getattr(mlp, "experts", mlp))
+    if len({id(m) for m in modules}) < len(modules):
+        return []
     return modules
 
 
@@ -72,46 +93,41 @@ class _Hooks:
         self.last = last
         self.pending: list[_Subset | _Probe | None] = []
 
-    def before(self, module: Any, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    def _plan(self, module: Any, args: tuple[Any, ...]) -> _Subset | _Probe | None:
         selected = _SELECTED.get()
         if selected is None or not args or not hasattr(args[0], "shape") or _CHECKED.get(module) is False:
-            self.pending.append(None)
             return None
         if module not in _CHECKED:  # the first call runs in full, to check what the module gives back
-            self.pending.append(_Probe(tuple(args[0].shape)))
-            return None
-        keep = selected[1] if self.last else selected[0]
+            return _Probe(tuple(args[0].shape))
+        index = selected.scored if self.last else selected.real
         hidden = args[0]
-        positions = keep.numel()
-        if hidden.dim() == 3 and hidden.shape[0] * hidden.shape[1] == positions and len(args) == 1:
-            flat = hidden.reshape(positions, hidden.shape[-1])  # a dense MLP: (rows, width, hidden)
-            picked = _picked(keep)
-            self.pending.append(_Subset(picked, tuple(hidden.shape)))
-            return (flat[picked][None],)
-        if hidden.dim() != 2 or hidden.shape[0] != positions:
-            self.pending.append(None)
+        dense = hidden.dim() == 3 and len(args) == 1  # a dense MLP: (rows, width, hidden)
+        flat = hidden.dim() == 2  # a mixture's experts: (positions, hidden), with the router's picks
+        if index is None or not (dense or flat) or hidden.shape[:-1].numel() != selected.positions:
             return None
-        # A mixture's experts: the flat positions and, aligned with them, the router's picks and weights.
-        picked = _picked(keep)
-        self.pending.append(_Subset(picked, tuple(hidden.shape)))
-        return tuple(a[picked] if hasattr(a, "shape") and a.dim() and a.shape[0] == positions else a for a in args)
+        return _Subset(index.to(hidden.device), tuple(hidden.shape))
+
+    def before(self, module: Any, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        plan = self._plan(module, args)
+        self.pending.append(plan)
+        if not isinstance(plan, _Subset):
+            return None
+        hidden = args[0]
+        if hidden.dim() == 3:
+            return (hidden.reshape(-1, hidden.shape[-1])[plan.index][None],)
+        positions = hidden.shape[0]  # the router's picks and weights are aligned with the positions
+        return tuple(a[plan.index] if hasattr(a, "shape") and a.dim() and a.shape[0] == positions else a for a in args)
 
     def after(self, module: Any, args: tuple[Any, ...], output: Any) -> Any:
-        subset = self.pending.pop()
-        if isinstance(subset, _Probe):
-            _CHECKED[module] = hasattr(output, "shape") and tuple(output.shape) == subset.shape
+        plan = self.pending.pop()
+        if isinstance(plan, _Probe):
+            _CHECKED[module] = hasattr(output, "shape") and tuple(output.shape) == plan.shape
             return None
-        if subset is None:
+        if plan is None:
             return None
-        full = output.new_zeros(subset.shape)
-        full.view(-1, subset.shape[-1])[subset.index] = output.reshape(-1, subset.shape[-1])
+        full = output.new_zeros(plan.shape)
+        full.view(-1, plan.shape[-1])[plan.index] = output.reshape(-1, plan.shape[-1])
         return full
-
-
-def _picked(keep: Any) -> Any:
-    """The kept flat positions; at least one, so that the module never runs on an empty input."""
-    index = keep.nonzero().squeeze(1)
-    return index if index.numel() else keep.new_zeros(1, dtype=index.dtype)
 
 
 @contextlib.contextmanager
