@@ -14,6 +14,11 @@ CPU time (one torch thread by default) measures the work, so the speedups are ta
 wall-time speedup printed beside. The prediction of a document is its scored metrics (acc, acc_norm, mc1; GSM8k:
 the generation); the share of documents whose prediction differs from lm-eval at batch size 1, the exact
 v1 path, is printed before the last line, `speedup vs lm-eval best batch: N.NN×`.
+
+`--ablate` also times the fast backend with parts of it switched off, to show what each is worth:
+"feed-forward in full" runs every layer's feed-forward on every position (padding included), "last
+layer in full" skips padding only. The last layer's share of the work is larger the fewer layers a
+model has (a quarter of it here, 1/32 in Mixtral 8x7B).
 """
 
 from __future__ import annotations
@@ -46,6 +51,27 @@ MODEL_CONFIG = {
     "router_jitter_noise": 0.0,
     "tie_word_embeddings": False,
 }
+
+
+LAST_LAYER_IN_FULL = "fast, last layer in full"
+FEED_FORWARD_IN_FULL = "fast, feed-forward in full"
+
+
+@contextlib.contextmanager
+def ablated(kind: str) -> Iterator[None]:
+    """The fast backend with a part switched off, for the kinds that name one (ablations, bench only)."""
+    from evalsuite.engine.fast import sparse
+
+    saved = sparse.feed_forwards, sparse._Hooks.__init__
+    if kind == FEED_FORWARD_IN_FULL:
+        sparse.feed_forwards = lambda model: []  # type: ignore[assignment]
+    elif kind == LAST_LAYER_IN_FULL:
+        init = sparse._Hooks.__init__
+        sparse._Hooks.__init__ = lambda self, last: init(self, False)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        sparse.feed_forwards, sparse._Hooks.__init__ = saved  # type: ignore[method-assign]
 
 
 @dataclass
@@ -136,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=1, help="torch CPU threads (default 1: CPU time then measures the work)"
     )
     parser.add_argument("--max-batch-tokens", type=int, default=None, help="fast backend budget (default: its own)")
+    parser.add_argument(
+        "--ablate", action="store_true", help="also time the fast backend with its feed-forward savings switched off"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -178,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     budget = args.max_batch_tokens or default_max_batch_tokens(model)
     kinds: dict[str, Any] = {f"lm-eval HFLM batch {b}": (exact if b == 1 else hflm(b)) for b in LM_EVAL_BATCH_SIZES}
     kinds["evalsuite fast"] = FastLM(exact, budget)
+    if args.ablate:
+        kinds[LAST_LAYER_IN_FULL] = FastLM(exact, budget)
+        kinds[FEED_FORWARD_IN_FULL] = FastLM(exact, budget)
     outcomes = {name: Outcome([], [], [], {}) for name in kinds}
     names = list(kinds)
     for repeat in range(args.repeats):
@@ -186,14 +218,15 @@ def main(argv: list[str] | None = None) -> int:
             spent = [0.0]
             with model_timer(model, spent):
                 started, cpu_started = time.perf_counter(), time.process_time()
-                answers = answer(kinds[name], instances)
+                with ablated(name):
+                    answers = answer(kinds[name], instances)
                 seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
             outcomes[name].seconds.append(seconds)
             outcomes[name].cpu_seconds.append(cpu)
             outcomes[name].model_seconds.append(spent[0])
             outcomes[name].answers = answers
             print(
-                f"  repeat {repeat + 1}/{args.repeats}  {name:<22} {seconds:8.1f} s wall {cpu:8.1f} s CPU", flush=True
+                f"  repeat {repeat + 1}/{args.repeats}  {name:<26} {seconds:8.1f} s wall {cpu:8.1f} s CPU", flush=True
             )
 
     reference_name = f"lm-eval HFLM batch {LM_EVAL_BATCH_SIZES[0]}"
@@ -235,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         f"documents whose prediction differs from the exact path (lm-eval batch 1): "
         f"{differing[fast_name]}/{len(ref_pred)} = {differing[fast_name] / len(ref_pred):.2%}"
     )
+    for name in (LAST_LAYER_IN_FULL, FEED_FORWARD_IN_FULL):
+        if name in medians:
+            print(f"{name}: {medians[best] / medians[name]:.2f}× lm-eval's best batch")
     print(f"speedup vs lm-eval best batch: {medians[best] / medians[fast_name]:.2f}×")
     return 0
 
