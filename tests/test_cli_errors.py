@@ -307,3 +307,11 @@ def test_output_dir_in_an_unwritable_place_is_one_line(work, winogrande_data, un
     line = assert_one_line_error(code, err, "/proc/evalsuite-run", "--output-dir")
     assert "Errno" not in line and ".partial" not in line
     assert snapshot(work) == before
+
+
+def test_output_dir_that_is_a_file_says_so(work, winogrande_data, unloadable_model, capsys):
+    (work / "empty-file").write_text("")
+    before = snapshot(work)
+    code, err = invoke(capsys, *run_args(unloadable_model, winogrande_data, out=str(work / "empty-file")))
+    assert_one_line_error(code, err, "--output-dir", "is a file, not a directory")
+    assert snapshot(work) == before

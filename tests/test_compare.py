@@ -351,3 +351,17 @@ def test_real_runs_on_the_same_documents_are_paired(tiny_run, tiny_dense_run, tm
         assert sig.loc[name, "ci_low"] <= sig.loc[name, "delta"] <= sig.loc[name, "ci_high"]
     written = write(cmp, tmp_path / "cmp")
     assert all((written / png).read_bytes().startswith(PNG_MAGIC) for png in FIGURES)
+
+
+def test_a_difference_of_float_rounding_is_not_called_a_difference(tmp_path):
+    # mc2 of the same model from two backends: every document moves by ~1e-7, all the same way.
+    base = [0.18313645, 0.4210, 0.77, 0.05, 0.6]
+    a = write_run(tmp_path, "org/a", {"truthfulqa": base})
+    b = write_run(tmp_path, "org/b", {"truthfulqa": [v - 1.3e-7 for v in base]})
+    c = write_run(tmp_path, "org/c", {"truthfulqa": [v - 1e-3 for v in base]})  # a real, if small, change
+    result = compare([a, b, c], n_resamples=200)
+    same, moved = result.significance.loc[("org/b", "truthfulqa")], result.significance.loc[("org/c", "truthfulqa")]
+    assert same["ci_high"] < 0 and same["within_rounding"] and not same["significant"]
+    assert moved["ci_high"] < 0 and not moved["within_rounding"] and moved["significant"]
+    report = result.significance_md()
+    assert "within rounding" in report and "differs" in report

@@ -209,3 +209,23 @@ def test_verify_rejects_a_directory_of_neither_format(tmp_path: Path, capsys: py
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert run_cli("verify", str(tmp_path), "--against", str(tmp_path), "--tol", "-1") == 2
+
+
+def test_a_limit_run_is_checked_on_its_documents_with_subset(
+    tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    golden = GOLDEN / "golden" / "tiny-moe"
+    assert run_cli("verify", str(tiny_run), "--against", str(golden)) == 1  # 3 docs per task, not all
+    assert "--subset" in capsys.readouterr().out
+    assert run_cli("verify", str(tiny_run), "--against", str(golden), "--subset") == 0
+    out = capsys.readouterr().out
+    assert "left out" in out and "same result under the tolerance policy" in out
+    report = verify(tiny_run, golden, subset=True)
+    assert report.ok and report.left_out and all(v.n_docs > 0 for v in report.verdicts)
+    # --subset still checks what it compares: one log-likelihood of the run moved by 10ε fails
+    copy = shutil.copytree(tiny_run, tmp_path / "run")
+    samples = copy / "samples" / "arc.jsonl"
+    rows = [json.loads(x) for x in samples.read_text().splitlines()]
+    rows[0]["requests"][0]["loglikelihood"] += 1e-3
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert run_cli("verify", str(copy), "--against", str(golden), "--subset") == 1

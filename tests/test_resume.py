@@ -148,3 +148,8 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(
     pd.testing.assert_frame_equal(gsm8k, reference_router[reference_router.benchmark == "gsm8k"].reset_index(drop=True))
     assert set(got["router"]["incomplete"]) == {"arc", "truthfulqa"} and "incomplete" not in want["router"]
     assert not (out / ".resume").exists() and not stage_of(out).exists()
+    # accounting covers what this attempt asked: truthfulqa's remaining requests, all of gsm8k, no arc
+    cost, full = got["engine"]["benchmarks"], want["engine"]["benchmarks"]
+    assert "arc" not in cost and cost["gsm8k"]["requests"] == full["gsm8k"]["requests"]
+    assert 0 < cost["truthfulqa"]["requests"] < full["truthfulqa"]["requests"]
+    assert cost["truthfulqa"]["unique_prefix_floor"] < full["truthfulqa"]["unique_prefix_floor"]

@@ -27,6 +27,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="EPS",
         help=f"log-likelihood tolerance in nats (default {DEFAULT_EPSILON:g}); 0 demands identical bits",
     )
+    p.add_argument(
+        "--subset",
+        action="store_true",
+        help="check only the reference documents the run has (a --limit run); their scores are recomputed on "
+        "those documents and the others listed as left out",
+    )
     p.add_argument("--json", action="store_true", help="print the verdicts as JSON")
     p.set_defaults(func=cmd_verify)
 
@@ -35,6 +41,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from evalsuite.fidelity.tolerance import Tolerance
     from evalsuite.fidelity.verify import format_report, verify
 
-    report = verify(args.run, args.against, Tolerance(args.tol))
+    report = verify(args.run, args.against, Tolerance(args.tol), subset=args.subset)
     print(json.dumps(report.to_dict(), indent=1) if args.json else format_report(report), end="\n" if args.json else "")
     return 0 if report.ok else 1

@@ -38,7 +38,8 @@ SIGNIFICANCE_COLUMNS: dict[str, tuple[str, Any]] = {
     "delta": ("delta", float),
     "ci_low": ("ci_low", float),
     "ci_high": ("ci_high", float),
-    "significant": ("significant", object),  # the interval excludes 0
+    "significant": ("significant", object),  # the interval excludes 0, by more than float rounding
+    "within_rounding": ("within_rounding", object),  # every document within float rounding of the baseline
     "mcnemar_p": ("mcnemar_p", float),
     "baseline_only": ("only_a", "Int64"),  # documents only the baseline got right
     "model_only": ("only_b", "Int64"),
@@ -278,7 +279,8 @@ class Comparison:
             f"On the documents both runs evaluated with the same prompts: {level} paired bootstrap "
             f"percentile interval of the difference ({self.n_resamples} resamples, seed {self.seed}; MMLU "
             "resampled within subjects, macro mean), and McNemar's exact test for accuracy metrics (mc2 is "
-            "continuous). 'differs' means the interval excludes 0.\n",
+            "continuous). 'differs' means the interval excludes 0; 'within rounding' that every document's "
+            "value is within float rounding of the baseline's (as between backends or devices on one model).\n",
             self.significance_md(),
             f"## Prompts against {self.baseline}\n",
             self.prompts_md(),
@@ -405,7 +407,7 @@ def _significance_cells(r: Mapping[Any, Any]) -> list[str]:
     ci = f"[{_pct(r['ci_low'], '+')}, {_pct(r['ci_high'], '+')}]"
     p = "" if _missing(r["mcnemar_p"]) else f"{r['mcnemar_p']:.4g}"
     discordant = "" if _missing(r["baseline_only"]) else f"{r['baseline_only']} / {r['model_only']}"
-    verdict = "differs" if r["significant"] else "within noise"
+    verdict = "within rounding" if r["within_rounding"] else "differs" if r["significant"] else "within noise"
     return [str(r["n_docs"]), _pct(r["delta"], "+"), ci, p, discordant, verdict]
 
 

@@ -40,13 +40,16 @@ class PairedResult:
     only_a: int | None = None  # documents that only run a got right
     only_b: int | None = None
     reason: str | None = None
+    # Every document's value differs by no more than float rounding allows (evalsuite verify's bound):
+    # e.g. the fast and hf backends, or two GPUs, on the same model. Never a difference, whatever the interval.
+    within_rounding: bool | None = None
 
     @property
     def significant(self) -> bool | None:
-        """Whether the bootstrap interval excludes 0."""
+        """Whether the bootstrap interval excludes 0 (and the difference is more than float rounding)."""
         if self.ci_low is None or self.ci_high is None:
             return None
-        return self.ci_low > 0 or self.ci_high < 0
+        return not self.within_rounding and (self.ci_low > 0 or self.ci_high < 0)
 
 
 def mcnemar_exact(a: Sequence[float], b: Sequence[float]) -> tuple[float, int, int]:
@@ -190,9 +193,14 @@ def paired_test(
     if spec.binary:
         # MMLU: one 2x2 table pooled over all subjects (do the discordant docs split evenly?).
         p, only_a, only_b = mcnemar_exact(va, vb)
+    from evalsuite.fidelity.tolerance import DEFAULT_TOLERANCE
+
+    bound = DEFAULT_TOLERANCE.relative
+    rounding = all(abs(x - y) <= bound * max(abs(x), abs(y)) for x, y in zip(va, vb, strict=True))
     return PairedResult(
         benchmark=spec.name,
         metric=spec.metric,
+        within_rounding=rounding,
         n_docs=len(pairs),
         score_a=macro_mean(va, strata),
         score_b=macro_mean(vb, strata),

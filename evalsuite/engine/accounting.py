@@ -35,8 +35,8 @@ class BenchmarkCost:
         d["model_seconds"] = round(self.model_seconds, 3)
         tokens, seconds = self.tokens_forwarded, self.model_seconds
         d["tokens_per_second"] = round(tokens / seconds, 1) if tokens is not None and seconds else None
-        if self.unique_prefix_floor and tokens is not None:
-            d["forwarded_over_floor"] = round(tokens / self.unique_prefix_floor, 4)
+        floor = self.unique_prefix_floor
+        d["forwarded_over_floor"] = round(tokens / floor, 4) if floor and tokens is not None else None
         return d
 
 

@@ -289,7 +289,7 @@ def compare_benchmark(
             Difference(
                 None,
                 f"{len(missing)} reference documents are not in the run, e.g. {doc_label(missing[0])} "
-                "(a --limit run checks only against a reference of the same documents)",
+                "(to check a --limit run on the documents it has, add --subset)",
             )
         )
     if extra:

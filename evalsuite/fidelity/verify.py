@@ -47,6 +47,7 @@ class VerifyReport:
     tolerance: Tolerance
     verdicts: tuple[BenchmarkVerdict, ...]
     skipped: Mapping[str, str] = field(default_factory=dict)  # benchmark -> why it was not compared
+    left_out: Mapping[str, int] = field(default_factory=dict)  # --subset: reference documents not in the run
 
     @property
     def ok(self) -> bool:
@@ -60,6 +61,7 @@ class VerifyReport:
             "ok": self.ok,
             "benchmarks": [v.to_dict() for v in self.verdicts],
             "skipped": dict(self.skipped),
+            "left_out": dict(self.left_out),
         }
 
 
@@ -127,10 +129,13 @@ def load_outputs(path: str | Path) -> Outputs:
     )
 
 
-def verify(run: str | Path, against: str | Path, tolerance: Tolerance = DEFAULT_TOLERANCE) -> VerifyReport:
-    """Compare every benchmark the two directories share; the others are listed as skipped."""
+def verify(
+    run: str | Path, against: str | Path, tolerance: Tolerance = DEFAULT_TOLERANCE, *, subset: bool = False
+) -> VerifyReport:
+    """Compare every benchmark the two directories share; the others are listed as skipped. `subset`: check
+    only the reference documents the run has (a --limit run), their scores recomputed on those documents."""
     ours, ref = load_outputs(run), load_outputs(against)
-    verdicts, skipped = [], {}
+    verdicts, skipped, left_out = [], {}, {}
     for spec in BENCHMARKS:
         if spec.name not in ours.docs and spec.name not in ref.docs:
             continue
@@ -139,13 +144,18 @@ def verify(run: str | Path, against: str | Path, tolerance: Tolerance = DEFAULT_
         elif spec.name not in ref.docs:
             skipped[spec.name] = "not in the reference"
         else:
+            reference = ref.docs[spec.name]
             stated = (ours.scores.get(spec.name), ref.scores.get(spec.name))
-            verdicts.append(
-                compare_benchmark(spec, ref.docs[spec.name], ours.docs[spec.name], tolerance, stated_scores=stated)
-            )
+            if subset:
+                keys = {d.key for d in ours.docs[spec.name]}
+                kept = tuple(d for d in reference if d.key in keys)
+                if len(kept) < len(reference):
+                    left_out[spec.name] = len(reference) - len(kept)
+                    reference, stated = kept, (None, None)  # the stated scores are over other documents
+            verdicts.append(compare_benchmark(spec, reference, ours.docs[spec.name], tolerance, stated_scores=stated))
     if not verdicts:
         raise RunDirError(f"{ours.path} and {ref.path} share no benchmark; nothing to verify")
-    return VerifyReport(ours.path, ref.path, tolerance, tuple(verdicts), skipped)
+    return VerifyReport(ours.path, ref.path, tolerance, tuple(verdicts), skipped, left_out)
 
 
 def format_report(report: VerifyReport, max_listed: int = 5) -> str:
@@ -170,5 +180,7 @@ def format_report(report: VerifyReport, max_listed: int = 5) -> str:
             lines.append(f"    ... {hidden} more (see --json)")
     for name, why in report.skipped.items():
         lines.append(f"{name:<11} skipped           {why}")
+    for name, n in report.left_out.items():
+        lines.append(f"{name:<11} --subset          {n} reference documents not in the run were left out")
     lines.append("verdict: " + ("same result under the tolerance policy" if report.ok else "DIFFERS"))
     return "\n".join(lines) + "\n"

@@ -112,6 +112,15 @@ def package_versions() -> dict[str, str]:
     return out
 
 
+def _quiet_library_bars() -> None:
+    """--no-progress: the libraries' own bars (loading weights, Hub downloads) go too."""
+    import transformers
+    from huggingface_hub.utils import disable_progress_bars
+
+    transformers.utils.logging.disable_progress_bar()
+    disable_progress_bars()
+
+
 def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
     """Evaluate and write the run directory; returns its path. Bad input fails before model time.
     `table`: the benchmarks to choose from (default the six of the leaderboard).
@@ -125,6 +134,7 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
     from evalsuite.moe.recorder import recorder_for
     from evalsuite.pipeline.evaluate import evaluate, no_observer, prepare_all
     from evalsuite.resume.fingerprint import run_fingerprint
+    from evalsuite.resume.lm import answered_already
     from evalsuite.resume.session import RunSession
 
     started = datetime.now(UTC)
@@ -138,6 +148,10 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
     with RunSession(requested, default, opts.command(table), resume=opts.resume, fresh=opts.fresh) as session:
         source = source_for(opts.data_dir)
         prepared = prepare_all(specs, source, opts.limit)
+        if not opts.progress:
+            _quiet_library_bars()
+        elif sys.stderr.isatty():  # hashing a large model's files and loading it take minutes: say so
+            print(f"loading {opts.model} ({opts.backend} backend)", file=sys.stderr)
         fingerprint = run_fingerprint(backend_opts, source, package_versions())
         session.check_fingerprint(fingerprint, tuple(fingerprint.fields))  # before the model loads
 
@@ -162,7 +176,12 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
             if opts.router_stats:
                 recorder = backend.router_counts or recorder_for(backend.module)
             route: Any = recorder.track if recorder else no_observer
-            requests = {name: [req for item in items for req in item.requests] for name, items in prepared.items()}
+            # What this attempt asks the model: a benchmark interrupted midway counts its remaining requests.
+            requests = {}
+            for name, items in prepared.items():
+                flat = [req for item in items for req in item.requests]
+                earlier = answered_already(lm, flat)
+                requests[name] = [req for i, req in enumerate(flat) if i not in earlier]
             accountant = Accountant(backend.lm, backend.module, info.max_length or DEFAULT_MAX_LENGTH, requests)
 
             @contextlib.contextmanager

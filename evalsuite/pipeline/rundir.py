@@ -36,7 +36,12 @@ def check_output_dir(path: Path) -> None:
             f"--output-dir {path}: is a symlink to {os.readlink(path)}, which does not exist; "
             "create its target or choose another directory"
         )
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    if path.exists() and not path.is_dir():
+        raise OutputExistsError(
+            f"--output-dir {path}: is a file, not a directory; choose a new directory or leave --output-dir "
+            "unset for results/<model>/<timestamp>"
+        )
+    if path.exists() and any(path.iterdir()):
         raise OutputExistsError(
             f"--output-dir {path}: already exists and is not empty (it may hold an earlier run); "
             "choose a new directory or leave --output-dir unset for results/<model>/<timestamp>"

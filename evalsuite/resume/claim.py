@@ -55,10 +55,19 @@ def read_command(stage: Path) -> dict[str, Any] | None:
 
 
 def command_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
+    """The first option that differs, as a user would write it: `--threads was unset, now 1`."""
     for key in sorted({*old, *new}):
         if old.get(key) != new.get(key):
-            return f"{key} was {old.get(key)!r}, now {new.get(key)!r}"
+            return f"--{key.replace('_', '-')} was {_shown(old.get(key))}, now {_shown(new.get(key))}"
     return None
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def _try_lock(stage: Path) -> int | None:

@@ -45,4 +45,5 @@ def load(opts: BackendOptions) -> FastBackend:
     exact = make_lm(model, tokenizer, batch_size=1, max_length=info.max_length or DEFAULT_MAX_LENGTH)
     lm = FastLM(exact, opts.max_batch_tokens or default_max_batch_tokens(model))
     engine = f"{type(lm).__module__}.{type(lm).__qualname__}"
-    return FastBackend(lm=lm, info=replace(info, engine=engine), module=model)
+    # It batches by --max-batch-tokens (recorded in the engine settings), not by --batch-size.
+    return FastBackend(lm=lm, info=replace(info, engine=engine, batch_size=None), module=model)
