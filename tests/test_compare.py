@@ -365,3 +365,14 @@ def test_a_difference_of_float_rounding_is_not_called_a_difference(tmp_path):
     assert moved["ci_high"] < 0 and not moved["within_rounding"] and moved["significant"]
     report = result.significance_md()
     assert "within rounding" in report and "differs" in report
+
+
+def test_within_rounding_needs_a_continuous_metric_and_the_same_card_value(tmp_path):
+    same = write_run(tmp_path, "org/a", {"winogrande": [1, 0, 1, 1], "truthfulqa": [0.5] * 8})
+    equal = write_run(tmp_path, "org/b", {"winogrande": [1, 0, 1, 1], "truthfulqa": [0.5 * (1 + 1.9e-4)] * 8})
+    result = compare([same, equal], n_resamples=100).significance
+    # equal 0/1 results are equal, not "rounding"; every mc2 moved within the relative bound, but the
+    # card value moved from 50.00 to 50.01: that is a difference evalsuite verify reports too
+    assert result.loc[("org/b", "winogrande"), "within_rounding"] is None
+    assert result.loc[("org/b", "truthfulqa"), "within_rounding"] is False
+    assert result.loc[("org/b", "truthfulqa"), "significant"]

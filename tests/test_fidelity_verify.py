@@ -229,3 +229,13 @@ def test_a_limit_run_is_checked_on_its_documents_with_subset(
     rows[0]["requests"][0]["loglikelihood"] += 1e-3
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert run_cli("verify", str(copy), "--against", str(golden), "--subset") == 1
+
+
+def test_subset_still_checks_the_runs_own_score(tiny_run: Path, tmp_path: Path) -> None:
+    copy = shutil.copytree(tiny_run, tmp_path / "run")
+    results = json.loads((copy / "results.json").read_text())
+    results["benchmarks"]["arc"]["value"] = 0.99  # not the mean of its documents
+    (copy / "results.json").write_text(json.dumps(results))
+    report = verify(copy, GOLDEN / "golden" / "tiny-moe", subset=True)
+    assert not report.ok
+    assert [v.verdict for v in report.verdicts if v.benchmark == "arc"] == [Verdict.DIFFERS]

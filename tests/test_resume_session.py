@@ -52,7 +52,7 @@ def test_another_command_in_the_same_directory_is_refused(tmp_path: Path):
     out = tmp_path / "run"
     interrupted_run(out)
     other = {**COMMAND, "limit": 5}
-    with pytest.raises(RunDirError, match=r"another command \(--limit was unset, now 5\)"):
+    with pytest.raises(RunDirError, match=r"another command \(limit was unset, now 5\)"):
         RunSession(out, out, other, resume=True, fresh=False).__enter__()
 
 

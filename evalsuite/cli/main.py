@@ -47,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     given = list(sys.argv[1:] if argv is None else argv)
     commands = parser.commands
-    if not any(word in commands for word in given) and not {"-h", "--help", "--version"} & set(given):
+    asks_help = any(w == "-h" or (len(w) > 2 and ("--help".startswith(w) or "--version".startswith(w))) for w in given)
+    if not any(word in commands for word in given) and not asks_help:
         # argparse would only say that a command is required, whatever was given instead
         got = f" (got: {' '.join(public_command(given))})" if given else ""  # never a token
         print(f"error: evalsuite: give a command{got}: {', '.join(commands)}; see `evalsuite --help`", file=sys.stderr)

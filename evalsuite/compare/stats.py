@@ -40,8 +40,9 @@ class PairedResult:
     only_a: int | None = None  # documents that only run a got right
     only_b: int | None = None
     reason: str | None = None
-    # Every document's value differs by no more than float rounding allows (evalsuite verify's bound):
-    # e.g. the fast and hf backends, or two GPUs, on the same model. Never a difference, whatever the interval.
+    # A continuous metric whose every document is within float rounding of the other run's, by evalsuite
+    # verify's policy (e.g. the fast and hf backends, or two GPUs, on one model): never a difference,
+    # whatever the interval. None for 0/1 metrics, which have no rounding.
     within_rounding: bool | None = None
 
     @property
@@ -50,6 +51,18 @@ class PairedResult:
         if self.ci_low is None or self.ci_high is None:
             return None
         return not self.within_rounding and (self.ci_low > 0 or self.ci_high < 0)
+
+
+def _within_rounding(a: Sequence[float], b: Sequence[float], strata: Sequence[str | None] | None) -> bool:
+    """A continuous metric (mc2) that `evalsuite verify` would call the same result: every document within
+    its relative bound, and the same two-decimal card value. (0/1 metrics have no rounding: a flip is a
+    difference, and equal values are equal.)"""
+    from evalsuite.fidelity.tolerance import DEFAULT_TOLERANCE
+
+    bound = DEFAULT_TOLERANCE.relative
+    if any(abs(x - y) > bound * max(abs(x), abs(y)) for x, y in zip(a, b, strict=True)):
+        return False
+    return f"{100 * macro_mean(a, strata):.2f}" == f"{100 * macro_mean(b, strata):.2f}"
 
 
 def mcnemar_exact(a: Sequence[float], b: Sequence[float]) -> tuple[float, int, int]:
@@ -193,10 +206,7 @@ def paired_test(
     if spec.binary:
         # MMLU: one 2x2 table pooled over all subjects (do the discordant docs split evenly?).
         p, only_a, only_b = mcnemar_exact(va, vb)
-    from evalsuite.fidelity.tolerance import DEFAULT_TOLERANCE
-
-    bound = DEFAULT_TOLERANCE.relative
-    rounding = all(abs(x - y) <= bound * max(abs(x), abs(y)) for x, y in zip(va, vb, strict=True))
+    rounding = None if spec.binary else _within_rounding(va, vb, strata)
     return PairedResult(
         benchmark=spec.name,
         metric=spec.metric,

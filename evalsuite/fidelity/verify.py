@@ -151,7 +151,7 @@ def verify(
                 kept = tuple(d for d in reference if d.key in keys)
                 if len(kept) < len(reference):
                     left_out[spec.name] = len(reference) - len(kept)
-                    reference, stated = kept, (None, None)  # the stated scores are over other documents
+                    reference, stated = kept, (stated[0], None)  # the reference's score is over other documents
             verdicts.append(compare_benchmark(spec, reference, ours.docs[spec.name], tolerance, stated_scores=stated))
     if not verdicts:
         raise RunDirError(f"{ours.path} and {ref.path} share no benchmark; nothing to verify")

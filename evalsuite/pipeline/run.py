@@ -113,10 +113,12 @@ def package_versions() -> dict[str, str]:
 
 
 def _quiet_library_bars() -> None:
-    """--no-progress: the libraries' own bars (loading weights, Hub downloads) go too."""
+    """--no-progress: the libraries' own bars (dataset and model downloads, loading weights) go too."""
+    import datasets
     import transformers
     from huggingface_hub.utils import disable_progress_bars
 
+    datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
     disable_progress_bars()
 
@@ -146,11 +148,11 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
         check_output_dir(requested)
     default = default_output_dir(opts.model, unique=False)
     with RunSession(requested, default, opts.command(table), resume=opts.resume, fresh=opts.fresh) as session:
-        source = source_for(opts.data_dir)
-        prepared = prepare_all(specs, source, opts.limit)
         if not opts.progress:
             _quiet_library_bars()
-        elif sys.stderr.isatty():  # hashing a large model's files and loading it take minutes: say so
+        source = source_for(opts.data_dir)
+        prepared = prepare_all(specs, source, opts.limit)
+        if opts.progress and sys.stderr.isatty():  # hashing a large model's files and loading it take minutes: say so
             print(f"loading {opts.model} ({opts.backend} backend)", file=sys.stderr)
         fingerprint = run_fingerprint(backend_opts, source, package_versions())
         session.check_fingerprint(fingerprint, tuple(fingerprint.fields))  # before the model loads

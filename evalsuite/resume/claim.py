@@ -55,18 +55,20 @@ def read_command(stage: Path) -> dict[str, Any] | None:
 
 
 def command_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
-    """The first option that differs, as a user would write it: `--threads was unset, now 1`."""
+    """The first setting that differs, its values as a user reads them: `threads was unset, now 1`."""
     for key in sorted({*old, *new}):
         if old.get(key) != new.get(key):
-            return f"--{key.replace('_', '-')} was {_shown(old.get(key))}, now {_shown(new.get(key))}"
+            return f"{key} was {_shown(old.get(key))}, now {_shown(new.get(key))}"
     return None
 
 
 def _shown(value: Any) -> str:
     if value is None:
         return "unset"
+    if isinstance(value, bool):
+        return "on" if value else "off"
     if isinstance(value, list | tuple):
-        return ",".join(map(str, value))
+        return ",".join(_shown(v) for v in value) if value else "none"
     return str(value)
 
 
