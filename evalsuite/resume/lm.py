@@ -122,7 +122,8 @@ class ResumableLM:
         return getattr(self.inner, name)
 
     def answered(self, request_type: str, arguments: Sequence[Any]) -> bool:
-        return request_key(self.digest, request_type, arguments) in self.earlier
+        # a fresh run has nothing stored: no key to compute (a full run asks this of ~100K requests)
+        return bool(self.earlier) and request_key(self.digest, request_type, arguments) in self.earlier
 
     def _arrive(self, request_type: str, key: str, answer: Any, from_hook: bool = False) -> None:
         """One answer from the backend (through the hook as it completes, or when the call returns)."""
