@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import time
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,6 @@ from typing import Any
 REAL_DOCS = {"arc": 1172, "hellaswag": 10042, "mmlu": 14042, "truthfulqa": 817, "winogrande": 1267, "gsm8k": 1319}
 MIXTRAL_ACTIVE = 12.9e9  # parameters one token passes through in Mixtral 8x7B
 REAL_FLOOR = 14e6  # unique-prefix positions of the five log-likelihood benchmarks on the real data
-SEED = 1234
 
 
 def write_data(root: Path, scale: float, gsm8k_docs: int | None) -> dict[str, int]:
@@ -51,11 +49,9 @@ def write_data(root: Path, scale: float, gsm8k_docs: int | None) -> dict[str, in
         docs[spec.name] = per_config * len(configs)
         for config in configs:
             for split in spec.splits():
-                n = per_config if split == spec.eval_split else generate.N_ROWS[(spec.name, split)]
-                rnd = random.Random(f"{SEED}/{spec.name}/{config}/{split}")
-                rows = list(generate.ROW_MAKERS[spec.name](rnd, config if spec.name == "mmlu" else split, n))
+                rows = generate.benchmark_rows(spec, config, split, per_config if split == spec.eval_split else None)
                 path = root / spec.dataset / config / f"{split}.parquet"
-                generate.write_parquet(path, rows, generate._schema(spec.name))
+                generate.write_parquet(path, rows, generate.schema(spec.name))
     return docs
 
 

@@ -210,10 +210,10 @@ def test_the_fingerprint_names_the_backend_setting_that_changed():
     batched = run_fingerprint(BackendOptions(model=str(model), batch_size=4), source, versions)
     assert batched.differs_from(v1) == "backend batch_size was 1, now 4"
     longer = run_fingerprint(BackendOptions(model=str(model), max_length=64), source, versions)
-    assert longer.differs_from(v1) == "backend max_length was None, now 64"
+    assert longer.differs_from(v1) == "backend max_length was unset, now 64"
     # the fast backend's batches (and so its rounding) follow its token budget
     budget = run_fingerprint(BackendOptions(model=str(model), max_batch_tokens=512), source, versions)
-    assert budget.differs_from(v1) == "backend max_batch_tokens was None, now 512"
+    assert budget.differs_from(v1) == "backend max_batch_tokens was unset, now 512"
     # what only decides whether a model loads at all does not change the answers
     allowed = run_fingerprint(BackendOptions(model=str(model), allow_missing_weights=True), source, versions)
     assert allowed.differs_from(v1) is None and allowed.digest() == v1.digest()

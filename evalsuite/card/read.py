@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from evalsuite.benchmarks.spec import BenchmarkSpec
 from evalsuite.benchmarks.table import BENCHMARKS
-from evalsuite.card.bot import find_sections, first_body_line, several_sections
+from evalsuite.card.bot import V1_ROWS, find_sections, first_body_line, several_sections
 from evalsuite.card.splice import CardParts, split_card
 from evalsuite.card.table import AVERAGE_ROW, read_table
 from evalsuite.errors import CardError
@@ -169,7 +169,7 @@ def read_card(path: str | Path) -> RunResult:
     sections = [s for s in find_sections(parts.body) if s.is_v1]
     tables = [(f" (line {body_line + s.line - 1})", dict(s.rows)) for s in sections]
     if not tables:  # a results table without the leaderboard's heading
-        tables = [("", read_table(parts.body, [AVERAGE_ROW, *(spec.title for spec in BENCHMARKS)]))]
+        tables = [("", read_table(parts.body, list(V1_ROWS)))]
     table = tables[0][1]
     several = several_sections(parts.body, where, body_line)
     if several:

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from evalsuite.cli.argtypes import tolerance
-from evalsuite.fidelity.tolerance import DEFAULT_EPSILON
+from evalsuite.fidelity import DEFAULT_EPSILON
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

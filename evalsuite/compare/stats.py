@@ -57,12 +57,11 @@ def _within_rounding(a: Sequence[float], b: Sequence[float], strata: Sequence[st
     """A continuous metric (mc2) that `evalsuite verify` would call the same result: every document within
     its relative bound, and the same two-decimal card value. (0/1 metrics have no rounding: a flip is a
     difference, and equal values are equal.)"""
-    from evalsuite.fidelity.tolerance import DEFAULT_TOLERANCE
+    from evalsuite.fidelity.tolerance import DEFAULT_TOLERANCE, same_card_value, within_relative
 
-    bound = DEFAULT_TOLERANCE.relative
-    if any(abs(x - y) > bound * max(abs(x), abs(y)) for x, y in zip(a, b, strict=True)):
+    if not all(within_relative(y, x, DEFAULT_TOLERANCE) for x, y in zip(a, b, strict=True)):
         return False
-    return f"{100 * macro_mean(a, strata):.2f}" == f"{100 * macro_mean(b, strata):.2f}"
+    return same_card_value(macro_mean(a, strata), macro_mean(b, strata))
 
 
 def mcnemar_exact(a: Sequence[float], b: Sequence[float]) -> tuple[float, int, int]:

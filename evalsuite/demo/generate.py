@@ -286,7 +286,7 @@ ROW_MAKERS: dict[str, Callable[[random.Random, str, int], Iterator[Row]]] = {
 }
 
 
-def _schema(name: str) -> Any:
+def schema(name: str) -> Any:
     """The Hub dataset's arrow schema (tests compare it with the reference data's)."""
     import pyarrow as pa
 
@@ -307,10 +307,11 @@ def _schema(name: str) -> Any:
     return pa.schema(fields[name])
 
 
-def benchmark_rows(spec: BenchmarkSpec, config: str, split: str) -> list[Row]:
+def benchmark_rows(spec: BenchmarkSpec, config: str, split: str, n: int | None = None) -> list[Row]:
+    """The split's rows: N_ROWS of them, or `n`."""
     # One generator per (benchmark, config, split): changing one split leaves the others as they were.
     rnd = random.Random(f"{SEED}/{spec.name}/{config}/{split}")
-    n = N_ROWS[(spec.name, split)]
+    n = N_ROWS[(spec.name, split)] if n is None else n
     return list(ROW_MAKERS[spec.name](rnd, config if spec.name == "mmlu" else split, n))
 
 
@@ -331,7 +332,7 @@ def write_data(root: Path) -> list[str]:
         for config in spec.configs:
             for split in spec.splits():
                 rows = benchmark_rows(spec, config, split)
-                write_parquet(root / spec.dataset / config / f"{split}.parquet", rows, _schema(name))
+                write_parquet(root / spec.dataset / config / f"{split}.parquet", rows, schema(name))
                 texts.extend(t for row in rows for t in _strings(row))
     return texts
 

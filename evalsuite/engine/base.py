@@ -133,3 +133,8 @@ class Backend(Protocol):
     def settings(self) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
+
+
+def engine_name(lm: Any) -> str:
+    """The class that answers the requests, as results.json records it (module.qualname)."""
+    return f"{type(lm).__module__}.{type(lm).__qualname__}"

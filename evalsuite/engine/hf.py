@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalsuite.checks.weights import check_loading
-from evalsuite.engine.base import BackendOptions
+from evalsuite.engine.base import BackendOptions, engine_name
 from evalsuite.engine.weights import weights_sha256
 from evalsuite.errors import ConfigError, ModelError, one_line
 from evalsuite.naming import is_local_path
@@ -118,7 +118,7 @@ def load(opts: BackendOptions) -> HFBackend:
     """Load the model and tokenizer and wrap them as v1 ran (the one entry point of this backend)."""
     model, tokenizer, info = load_model(opts)
     lm = make_lm(model, tokenizer, batch_size=opts.batch_size, max_length=info.max_length or DEFAULT_MAX_LENGTH)
-    engine = f"{type(lm).__module__}.{type(lm).__qualname__}"
+    engine = engine_name(lm)
     return HFBackend(lm=lm, info=replace(info, engine=engine), module=model)
 
 

@@ -12,7 +12,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalsuite.engine.base import BackendOptions
+from evalsuite.engine.base import BackendOptions, engine_name
 from evalsuite.engine.weights import weights_sha256
 from evalsuite.errors import ConfigError, ModelError, one_line
 from evalsuite.paths import display_path
@@ -94,7 +94,7 @@ def load(options: BackendOptions) -> VLLMBackend:
         devices=tuple(f"cuda:{i}" for i in range(options.tensor_parallel)),
         batch_size=None,
         max_length=max_length,
-        engine=f"{type(lm).__module__}.{type(lm).__qualname__}",
+        engine=engine_name(lm),
         weights_sha256=weights_sha256(path) if commit is None else {},  # a Hub commit pins them already
     )
     return VLLMBackend(lm=lm, info=info, arguments=arguments)

@@ -40,36 +40,34 @@ def _stored() -> dict[str, str]:
     return {}
 
 
-def _store(key: str, digest: str) -> None:
-    """Add one digest to the cache file (read again first: other processes add theirs)."""
+def _store(new: dict[str, str]) -> None:
+    """Add digests to the cache file (read again just before: other processes add theirs)."""
     with contextlib.suppress(OSError):
         cache_root().mkdir(parents=True, exist_ok=True)
-        atomic_write_json(cache_root() / CACHE_FILE, {**_stored(), key: digest})
+        atomic_write_json(cache_root() / CACHE_FILE, {**_stored(), **new})
 
 
 def _sha256(path: Path) -> str:
-    key = _key(path)
-    if key not in _DIGESTS:
-        stored = _stored().get(key)
-        if stored is None:
-            digest = hashlib.sha256()
-            with path.open("rb") as fh:
-                while chunk := fh.read(_CHUNK):
-                    digest.update(chunk)
-            stored = digest.hexdigest()
-            _store(key, stored)
-        _DIGESTS[key] = stored
-    return _DIGESTS[key]
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def files_sha256(model_dir: str | Path, suffixes: tuple[str, ...]) -> dict[str, str]:
     """File name -> sha256 hex digest of every file directly in `model_dir` whose name ends in one of
-    `suffixes`, sorted by name."""
-    return {
-        path.name: _sha256(path)
-        for path in sorted(Path(model_dir).iterdir())
-        if path.is_file() and path.name.endswith(suffixes)
-    }
+    `suffixes`, sorted by name. The cache file is read once, and written once, per call."""
+    paths = [p for p in sorted(Path(model_dir).iterdir()) if p.is_file() and p.name.endswith(suffixes)]
+    keys = {path: _key(path) for path in paths}
+    unknown = [path for path in paths if keys[path] not in _DIGESTS]
+    if unknown:
+        stored = _stored()
+        hashed = {keys[path]: _sha256(path) for path in unknown if keys[path] not in stored}
+        _DIGESTS.update({keys[path]: stored.get(keys[path]) or hashed[keys[path]] for path in unknown})
+        if hashed:
+            _store(hashed)
+    return {path.name: _DIGESTS[keys[path]] for path in paths}
 
 
 def weights_sha256(model_dir: str | Path) -> dict[str, str]:

@@ -24,13 +24,13 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from evalsuite.errors import ConfigError
-from evalsuite.pipeline.evaluate import aggregate
+from evalsuite.fidelity import DEFAULT_EPSILON
+from evalsuite.pipeline.evaluate import aggregate, dataset_order
 from evalsuite.results import DocRecord, RequestRecord
 
 if TYPE_CHECKING:
     from evalsuite.benchmarks.spec import BenchmarkSpec
 
-DEFAULT_EPSILON = 1e-4
 # mc2 is a smooth function of the lls: bounded relatively, not compared for identity.
 RELATIVE_METRICS = frozenset({"mc2"})
 # How each 0/1 metric picks its choice: (group of requests, whether scores are per character).
@@ -200,7 +200,7 @@ def _compare_metrics(
             continue
         want, got = ref.metrics[metric], run.metrics[metric]
         if metric in RELATIVE_METRICS:
-            if not _within_relative(got, want, tol):
+            if not within_relative(got, want, tol):
                 diffs.append(
                     Difference(key, f"{metric} {got!r} vs reference {want!r}: beyond relative {tol.relative:.3g}")
                 )
@@ -217,8 +217,14 @@ def _compare_metrics(
     return ties, diffs
 
 
-def _within_relative(got: float, want: float, tol: Tolerance) -> bool:
+def within_relative(got: float, want: float, tol: Tolerance) -> bool:
+    """A continuous value (mc2, its score) within the policy's relative bound of the reference's."""
     return abs(got - want) <= tol.relative * abs(want) + _SUMMATION_SLACK
+
+
+def same_card_value(a: float, b: float) -> bool:
+    """The same two-decimal value on a model card."""
+    return f"{100 * a:.2f}" == f"{100 * b:.2f}"
 
 
 def _excerpt(text: str | None, width: int = 40) -> str:
@@ -227,14 +233,9 @@ def _excerpt(text: str | None, width: int = 40) -> str:
     return repr(text if len(text) <= width else text[:width] + "…")
 
 
-def _sorted(spec: BenchmarkSpec, docs: Sequence[DocRecord]) -> list[DocRecord]:
-    # Dataset order per config, configs in table order: both sides then sum in one order.
-    return sorted(docs, key=lambda d: (spec.configs.index(d.subject) if d.subject else 0, d.doc_id))
-
-
 def _score(spec: BenchmarkSpec, docs: Sequence[DocRecord]) -> float:
     # The pipeline's aggregate (evalsuite.scoring's rules): the score means what a run's score means.
-    return aggregate(spec, _sorted(spec, docs)).value
+    return aggregate(spec, dataset_order(spec, docs)).value  # both sides summed in one order
 
 
 def _compare_scores(
@@ -254,18 +255,20 @@ def _compare_scores(
     adjusted = [replace(d, metrics={**d.metrics, **flipped.get(d.key, {})}) for d in ref_docs]
     run_score, ref_score = _score(spec, run_docs), _score(spec, adjusted)
     for side, value, docs in (("run", stated[0], run_docs), ("reference", stated[1], ref_docs)):
-        recomputed = _score(spec, docs)
+        if value is None:
+            continue
+        recomputed = run_score if side == "run" else _score(spec, docs)
         if value is not None and not abs(value - recomputed) <= _SUMMATION_SLACK:
             diffs.append(Difference(None, f"the {side}'s stated score {value!r} is not the mean of its documents "
                                           f"({recomputed!r})"))  # fmt: skip
     if spec.metric in RELATIVE_METRICS:
-        if not _within_relative(run_score, ref_score, tol):
+        if not within_relative(run_score, ref_score, tol):
             diffs.append(
                 Difference(None, f"score {run_score!r} vs reference {ref_score!r}: beyond relative {tol.relative:.3g}")
             )
     elif run_score != ref_score:
         diffs.append(Difference(None, f"score {run_score!r} vs reference {ref_score!r}"))
-    if f"{100 * run_score:.2f}" != f"{100 * ref_score:.2f}":
+    if not same_card_value(run_score, ref_score):
         diffs.append(Difference(None, f"card value {100 * run_score:.2f} vs reference {100 * ref_score:.2f}"))
     return run_score, ref_score, diffs
 

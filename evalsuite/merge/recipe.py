@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.errors import RecipeError
+from evalsuite.naming import card_model_name
 
 # How mergekit-moe initialises the routers (mergekit.moe.router.get_gate_params).
 GATE_MODES = ("hidden", "cheap_embed", "random", "uniform_random")
@@ -40,7 +41,7 @@ class Expert:
     @property
     def label(self) -> str:
         """A short name: the model's last path part."""
-        return Path(self.source_model.rstrip("/")).name
+        return card_model_name(self.source_model)
 
 
 @dataclass(frozen=True)

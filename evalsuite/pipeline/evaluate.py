@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -208,12 +208,14 @@ def evaluate(
     specs: Sequence[BenchmarkSpec],
     prepared: dict[str, list[PreparedDoc]],
     *,
+    answered: Mapping[str, frozenset[int]] | None = None,
     progress: bool = True,
     observer: Observer = no_observer,
     on_done: OnDone | None = None,
 ) -> dict[str, BenchmarkOutcome]:
     """Evaluate each benchmark; `observer(name)` wraps its model calls (router statistics use it),
-    `on_done` persists each benchmark as it completes (resume)."""
+    `on_done` persists each benchmark as it completes (resume). `answered`: per benchmark, the request
+    positions an earlier attempt answered, when the caller has them (else asked of `lm`)."""
     from tqdm.auto import tqdm
 
     from evalsuite.resume.lm import NonFiniteAnswer, answered_already
@@ -222,11 +224,12 @@ def evaluate(
     for spec in specs:
         items = prepared[spec.name]
         flat = [req for item in items for req in item.requests]
-        answered = frozenset(answered_already(lm, flat))  # resume: the bar starts at what is done
-        bar = tqdm(total=len(flat), initial=len(answered), desc=f"{spec.name:<10}", unit="req", disable=not progress)
+        # resume: the positions an earlier attempt answered (the caller's, when it knows them already)
+        earlier = answered[spec.name] if answered is not None else frozenset(answered_already(lm, flat))
+        bar = tqdm(total=len(flat), initial=len(earlier), desc=f"{spec.name:<10}", unit="req", disable=not progress)
         try:
             with bar, observer(spec.name):
-                responses = answer(lm, flat, bar, answered)
+                responses = answer(lm, flat, bar, earlier)
         except NonFiniteAnswer as exc:
             raise exc.at(spec.name, _doc_of(spec, items, exc.arguments)) from None
         records, pos = [], 0
@@ -236,11 +239,15 @@ def evaluate(
             pos += n
         # Aggregate in evaluation order (v1 summed in that order: same bits), then store in dataset order.
         score = replace(aggregate(spec, records), fingerprint=fingerprint(flat))
-        records.sort(key=lambda r: (spec.configs.index(r.subject) if r.subject else 0, r.doc_id))
-        outcomes[spec.name] = BenchmarkOutcome(score, tuple(records))
+        outcomes[spec.name] = BenchmarkOutcome(score, tuple(dataset_order(spec, records)))
         if on_done is not None:
-            on_done(spec.name, outcomes[spec.name], len(answered))
+            on_done(spec.name, outcomes[spec.name], len(earlier))
     return outcomes
+
+
+def dataset_order(spec: BenchmarkSpec, docs: Sequence[DocRecord]) -> list[DocRecord]:
+    """Dataset order per config, configs in table order (how samples are stored)."""
+    return sorted(docs, key=lambda d: (spec.configs.index(d.subject) if d.subject else 0, d.doc_id))
 
 
 def _doc_of(spec: BenchmarkSpec, items: Sequence[PreparedDoc], arguments: tuple[Any, ...]) -> str:

@@ -29,6 +29,14 @@ from evalsuite.results import RESULTS_FILE, Provenance, RunResult
 PACKAGES = ("torch", "transformers", "tokenizers", "lm-eval", "accelerate", "datasets", "huggingface_hub", "numpy")
 
 
+# RunOptions fields that do not make another command: where the output goes, how it is shown, how
+# many data-parallel replicas answer (each answers whole calls as one process would), the resume choice.
+NOT_COMMAND = frozenset(
+    {"output_dir", "progress", "smoke", "data_parallel", "gpus_per_replica", "cpus_per_replica", "ray_address",
+     "resume", "fresh"}
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class RunOptions:
     model: str
@@ -76,24 +84,14 @@ class RunOptions:
         def where(p: str | None) -> str | None:
             return str(Path(p).expanduser().resolve()) if p else None
 
-        return {
-            "model": where(self.model) if is_local_path(self.model) else self.model,
-            "revision": self.revision,
-            "data_dir": where(self.data_dir),
-            "benchmarks": [spec.name for spec in select(self.benchmarks, table)],
-            "limit": self.limit,
-            "dtype": self.dtype,
-            "device": self.device,
-            "backend": self.backend,
-            "max_batch_tokens": self.max_batch_tokens,
-            "tensor_parallel": self.tensor_parallel,
-            "batch_size": self.batch_size,
-            "threads": self.threads,
-            "trust_remote_code": self.trust_remote_code,
-            "allow_missing_weights": self.allow_missing_weights,
-            "router_stats": self.router_stats,
-            "extra_seeds": [list(s) for s in self.extra_seeds],
-        }
+        command = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in NOT_COMMAND}
+        command.update(
+            model=where(self.model) if is_local_path(self.model) else self.model,
+            data_dir=where(self.data_dir),
+            benchmarks=[spec.name for spec in select(self.benchmarks, table)],
+            extra_seeds=[list(s) for s in self.extra_seeds],
+        )
+        return command
 
     def parallel(self) -> ParallelOptions:
         return ParallelOptions(
@@ -154,7 +152,8 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
         prepared = prepare_all(specs, source, opts.limit)
         if opts.progress and sys.stderr.isatty():  # hashing a large model's files and loading it take minutes: say so
             print(f"loading {opts.model} ({opts.backend} backend)", file=sys.stderr)
-        fingerprint = run_fingerprint(backend_opts, source, package_versions())
+        versions = package_versions()
+        fingerprint = run_fingerprint(backend_opts, source, versions)
         session.check_fingerprint(fingerprint, tuple(fingerprint.fields))  # before the model loads
 
         if parallel.replicas > 1:
@@ -179,11 +178,12 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
                 recorder = backend.router_counts or recorder_for(backend.module)
             route: Any = recorder.track if recorder else no_observer
             # What this attempt asks the model: a benchmark interrupted midway counts its remaining requests.
-            requests = {}
-            for name, items in prepared.items():
-                flat = [req for item in items for req in item.requests]
-                earlier = answered_already(lm, flat)
-                requests[name] = [req for i, req in enumerate(flat) if i not in earlier]
+            todo = [spec for spec in specs if spec.name not in done]
+            requests, earlier = {}, {}
+            for spec in todo:
+                flat = [req for item in prepared[spec.name] for req in item.requests]
+                earlier[spec.name] = frozenset(answered_already(lm, flat))
+                requests[spec.name] = [req for i, req in enumerate(flat) if i not in earlier[spec.name]]
             accountant = Accountant(backend.lm, backend.module, info.max_length or DEFAULT_MAX_LENGTH, requests)
 
             @contextlib.contextmanager
@@ -191,11 +191,11 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
                 with accountant.track(name), route(name):
                     yield
 
-            todo = [spec for spec in specs if spec.name not in done]
             fresh = evaluate(
                 lm,
                 todo,
                 prepared,
+                answered=earlier,
                 progress=opts.progress,
                 observer=observer,
                 on_done=lambda name, outcome, reused: session.save_benchmark(recorder, name, outcome, reused),
@@ -211,7 +211,7 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
 
         provenance = Provenance(
             evalsuite_version=__version__,
-            packages=package_versions(),
+            packages=versions,
             seeds={"doc_shuffle_and_fewshot": DOC_SHUFFLE_SEED, **dict(opts.extra_seeds)},
             data_source=source.describe(),
             data_files=source.fingerprints(),

@@ -16,6 +16,7 @@ from pathlib import Path
 from evalsuite.errors import ConfigError, OutputExistsError
 from evalsuite.fsio import unique_dir
 from evalsuite.naming import model_slug
+from evalsuite.resume.claim import stage_of
 
 RESULTS_ROOT = Path("results")
 
@@ -62,7 +63,7 @@ def staged(final: Path) -> Iterator[Path]:
     """Yield a staging directory; on success it becomes `final`, on failure it is removed."""
     check_output_dir(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    stage = final.parent / f".{final.name}.partial"
+    stage = stage_of(final)
     if stage.exists():
         shutil.rmtree(stage)  # leftovers of an interrupted run of this same target
     stage.mkdir()

@@ -22,6 +22,7 @@ from typing import Any
 
 from evalsuite.errors import ConfigError, OutputExistsError, RunDirError
 from evalsuite.fsio import atomic_write_json
+from evalsuite.resume.fingerprint import RunFingerprint
 from evalsuite.resume.store import STORE_FILE
 
 STATE_DIR = ".resume"  # inside the staging directory; removed once the run is complete
@@ -56,20 +57,7 @@ def read_command(stage: Path) -> dict[str, Any] | None:
 
 def command_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | None:
     """The first setting that differs, its values as a user reads them: `threads was unset, now 1`."""
-    for key in sorted({*old, *new}):
-        if old.get(key) != new.get(key):
-            return f"{key} was {_shown(old.get(key))}, now {_shown(new.get(key))}"
-    return None
-
-
-def _shown(value: Any) -> str:
-    if value is None:
-        return "unset"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, list | tuple):
-        return ",".join(_shown(v) for v in value) if value else "none"
-    return str(value)
+    return RunFingerprint(dict(new)).differs_from(RunFingerprint(dict(old)))
 
 
 def _try_lock(stage: Path) -> int | None:

@@ -63,8 +63,15 @@ def _plain(value: Any) -> Any:
 
 
 def _short(value: Any) -> str:
+    """A value as a user reads it: unset, on/off, a,b,c, none."""
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "on" if value else "off"
     if isinstance(value, Mapping):
         return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in sorted(value.items())) + "}"
+    if isinstance(value, list | tuple):
+        return ",".join(_short(v) for v in value) if value else "none"
     text = str(value)
     return text if len(text) <= 80 else text[:77] + "..."
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from evalsuite.engine.base import BackendOptions
+from evalsuite.engine.base import BackendOptions, engine_name
 
 if TYPE_CHECKING:
     from evalsuite.engine.fast.lm import FastLM
@@ -44,6 +44,6 @@ def load(opts: BackendOptions) -> FastBackend:
     model, tokenizer, info = load_model(opts)
     exact = make_lm(model, tokenizer, batch_size=1, max_length=info.max_length or DEFAULT_MAX_LENGTH)
     lm = FastLM(exact, opts.max_batch_tokens or default_max_batch_tokens(model))
-    engine = f"{type(lm).__module__}.{type(lm).__qualname__}"
+    engine = engine_name(lm)
     # It batches by --max-batch-tokens (recorded in the engine settings), not by --batch-size.
     return FastBackend(lm=lm, info=replace(info, engine=engine, batch_size=None), module=model)

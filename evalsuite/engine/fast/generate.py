@@ -79,24 +79,18 @@ class Generator:
         self.prefill_chunk: int | None = None  # set after an out-of-memory error on one row
         self.device = model.get_input_embeddings().weight.device
 
-    def generate(
-        self, requests: Sequence[GenerationRequest], on_done: Callable[[int, list[int]], Any] | None = None
-    ) -> list[list[int]]:
-        """The generated token ids of each request (stop token included, as `generate` returns them);
-        `on_done(index, tokens)` as each request's batch completes."""
+    def generate(self, requests: Sequence[GenerationRequest], on_done: Callable[[int, list[int]], Any]) -> None:
+        """Calls `on_done(index, tokens)` with the generated token ids of each request (stop token included,
+        as `generate` returns them) as its batch completes."""
         order = sorted(range(len(requests)), key=lambda i: -len(requests[i].prompt))
-        out: list[list[int]] = [[] for _ in requests]
         i = 0
         while i < len(order):
             first = requests[order[i]]
             rows = max(1, self.max_batch_tokens // (len(first.prompt) + first.max_new_tokens))
             batch = order[i : i + rows]
             for index, tokens in zip(batch, self._run([requests[j] for j in batch]), strict=True):
-                out[index] = tokens
-                if on_done is not None:
-                    on_done(index, tokens)
+                on_done(index, tokens)
             i += len(batch)
-        return out
 
     def _run(self, batch: list[GenerationRequest]) -> list[list[int]]:
         try:

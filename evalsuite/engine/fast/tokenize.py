@@ -41,8 +41,9 @@ def encode(tokenizer: Any, text: str) -> list[int]:
 
 @functools.lru_cache(maxsize=4096)
 def _encode(tokenizer: Any, text: str) -> tuple[int, ...]:
-    # A document's choices share its context, and the accounting encodes every request again: encode
-    # each text once (tokenizers hash by identity).
+    # A document's choices share its context: each context is encoded once for all of them (tokenizers
+    # hash by identity). The accounting encodes a benchmark's requests again after its calls; on large
+    # benchmarks most of those have left this cache by then and are encoded a second time.
     return tuple(tokenizer.encode(text, add_special_tokens=False))
 
 

@@ -48,11 +48,6 @@ class Plan:
     root: Node
     requests: int  # how many requests the targets refer to
 
-    @property
-    def floor(self) -> int:
-        """Distinct prefixes of the inputs: the fewest positions any schedule must forward."""
-        return sum(len(node.tokens) for node in self.root.walk())
-
 
 def _common(a: Sequence[int], b: Sequence[int], start: int) -> int:
     end = min(len(a), len(b))
