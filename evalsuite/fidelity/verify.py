@@ -17,7 +17,6 @@ from typing import Any
 from evalsuite.benchmarks.table import BENCHMARKS
 from evalsuite.errors import RunDirError
 from evalsuite.fidelity.tolerance import (
-    DEFAULT_TOLERANCE,
     BenchmarkVerdict,
     Tolerance,
     Verdict,
@@ -27,6 +26,7 @@ from evalsuite.fidelity.tolerance import (
 from evalsuite.results import RESULTS_FILE, SAMPLES_DIR, DocRecord, RequestRecord, load_run, read_samples
 
 GOLDEN_SCORES = "scores.json"
+GOLDEN_RUN_INFO = "run_info.json"
 _REQUEST_FIELDS = ("context", "continuation", "loglikelihood", "generation")
 
 
@@ -38,6 +38,7 @@ class Outputs:
     kind: str  # "run" or "golden"
     docs: Mapping[str, tuple[DocRecord, ...]]
     scores: Mapping[str, float | None]
+    dtype: str | None  # what the model computed in, as recorded (None: not recorded)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ class VerifyReport:
             "run": str(self.run),
             "against": str(self.against),
             "epsilon": self.tolerance.epsilon,
+            "precision": self.tolerance.precision.name if self.tolerance.precision else "float32",
+            "policy": self.tolerance.describe(),
             "ok": self.ok,
             "benchmarks": [v.to_dict() for v in self.verdicts],
             "skipped": dict(self.skipped),
@@ -105,13 +108,23 @@ def _load_golden(path: Path) -> Outputs:
             ) from exc
         value = (scores.get(spec.v1_task) or {}).get(spec.metric)
         stated[spec.name] = None if value is None else float(value)
-    return Outputs(path, "golden", docs, stated)
+    return Outputs(path, "golden", docs, stated, _golden_dtype(path))
+
+
+def _golden_dtype(path: Path) -> str | None:
+    """The dtype in the v1 harness's model arguments (`..., dtype=bfloat16`); v1's default was float32."""
+    try:
+        info = json.loads((path / GOLDEN_RUN_INFO).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    args = dict(part.strip().partition("=")[::2] for part in str(info.get("model_args", "")).split(","))
+    return args.get("dtype") or "float32"
 
 
 def _load_run(path: Path) -> Outputs:
     run = load_run(path)
     docs = {name: tuple(read_samples(path, name)) for name in run.scores}
-    return Outputs(path, "run", docs, {name: s.value for name, s in run.scores.items()})
+    return Outputs(path, "run", docs, {name: s.value for name, s in run.scores.items()}, run.model.dtype)
 
 
 def load_outputs(path: str | Path) -> Outputs:
@@ -130,11 +143,14 @@ def load_outputs(path: str | Path) -> Outputs:
 
 
 def verify(
-    run: str | Path, against: str | Path, tolerance: Tolerance = DEFAULT_TOLERANCE, *, subset: bool = False
+    run: str | Path, against: str | Path, tolerance: Tolerance | None = None, *, subset: bool = False
 ) -> VerifyReport:
-    """Compare every benchmark the two directories share; the others are listed as skipped. `subset`: check
+    """Compare every benchmark the two directories share; the others are listed as skipped. `tolerance`:
+    None picks the policy from the dtypes both directories record (Tolerance.for_dtypes). `subset`: check
     only the reference documents the run has (a --limit run), their scores recomputed on those documents."""
     ours, ref = load_outputs(run), load_outputs(against)
+    if tolerance is None:
+        tolerance = Tolerance.for_dtypes(ours.dtype, ref.dtype)
     verdicts, skipped, left_out = [], {}, {}
     for spec in BENCHMARKS:
         if spec.name not in ours.docs and spec.name not in ref.docs:
@@ -160,9 +176,7 @@ def verify(
 
 def format_report(report: VerifyReport, max_listed: int = 5) -> str:
     """One line per benchmark, then the near-ties and differences (the first `max_listed` of each)."""
-    eps = report.tolerance.epsilon
-    lines = [f"{report.run} against {report.against} (ε = {eps:g}, near-tie margin {2 * eps:g}, "
-             f"mc2 relative {report.tolerance.relative:.3g})"]  # fmt: skip
+    lines = [f"{report.run} against {report.against} ({report.tolerance.describe()})"]
     for v in report.verdicts:
         detail = f"{v.n_docs} docs, {v.n_loglikelihoods} lls"
         if v.verdict is Verdict.WITHIN or v.n_ll_changed:

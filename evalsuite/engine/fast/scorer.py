@@ -20,6 +20,7 @@ from typing import Any
 from evalsuite.engine import positions
 from evalsuite.engine.fast import sparse
 from evalsuite.engine.fast.budget import is_out_of_memory, release_memory
+from evalsuite.engine.fast.logprobs import continuation_sum, token_logprobs
 from evalsuite.engine.fast.trie import Node, Plan
 from evalsuite.errors import ModelError
 
@@ -45,7 +46,7 @@ class Counters:
 
 @dataclass
 class Scores:
-    logprob: list[float]
+    parts: list[list[tuple[int, float]]]  # per request: (position, log-probability) of each scored token
     greedy: list[bool]
     remaining: list[int]  # continuation tokens not yet scored, per request
     on_done: Callable[[int, float, bool], None]  # called as each request's last token is scored
@@ -110,7 +111,8 @@ class PrefixScorer:
         for node in plan.root.walk():
             for target in node.targets:
                 remaining[target.request] += 1
-        scores = Scores([0.0] * plan.requests, [True] * plan.requests, remaining, on_done)
+        parts: list[list[tuple[int, float]]] = [[] for _ in range(plan.requests)]
+        scores = Scores(parts, [True] * plan.requests, remaining, on_done)
         roots = (plan.root,) if plan.root.tokens else tuple(plan.root.children.values())
         waiting: list[_Row] = []  # a stack: the rows on top are forwarded next
         self._push(waiting, roots, None, 0)
@@ -205,7 +207,7 @@ class PrefixScorer:
         cache = DynamicCache(ddp_cache_data=self._past(batch)) if prefix else DynamicCache()
         # One row may be forwarded in chunks (after an out-of-memory error): same cache, same result.
         chunk = width if rows > 1 or self.single_row_chunk is None else self.single_row_chunk
-        logits = []
+        chunks = []
         with torch.no_grad():
             for s in range(0, width, chunk):
                 part = slice(s, s + chunk)
@@ -222,15 +224,16 @@ class PrefixScorer:
                         logits_to_keep=kept,
                         **extra,
                     )
-                logits.append(out.logits)
+                chunks.append(out.logits)
         # Everything that can run out of memory comes before the scores change: a retry must not add twice.
         children = [
             (node, self._row_past(cache, i, batch, offset, node)) for i, offset, node in placed if node.children
         ]
-        picked = self._picked(placed, keep, torch.cat(logits))
+        logits = torch.cat(chunks)
+        picked = self._picked(placed, keep, logits)
         self.counters.positions += int(real.sum())
         self.counters.padded += rows * width
-        _add(picked, scores)
+        _add(picked, scores, logits.dtype)
         return children
 
     @staticmethod
@@ -297,33 +300,33 @@ class PrefixScorer:
         ]
 
     @staticmethod
-    def _picked(placed: list[tuple[int, int, Node]], keep: Any, logits: Any) -> list[tuple[int, float, bool]]:
-        """(request, log-probability, whether greedy) of each scored token (in float32, as the exact path)."""
+    def _picked(placed: list[tuple[int, int, Node]], keep: Any, logits: Any) -> list[tuple[int, int, float, bool]]:
+        """(request, position, log-probability, whether greedy) of each scored token, with v1's arithmetic
+        in the logits' dtype (evalsuite.engine.fast.logprobs)."""
         import torch
 
         # `logits` has one row per kept position, in row-major order of `keep` (chunks of one row keep it).
         flat = torch.full(keep.shape, -1, dtype=torch.long)
         flat[keep] = torch.arange(int(keep.sum()))
-        where, tokens, requests = [], [], []
+        where, tokens, scored = [], [], []
         for i, offset, node in placed:
             for target in node.targets:
                 where.append(int(flat[i, offset + target.position - node.start]))
                 tokens.append(target.token)
-                requests.append(target.request)
+                scored.append((target.request, target.position))
         if not where:
             return []
-        logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
-        index, token = torch.tensor(where), torch.tensor(tokens)
-        picked = logprobs[index, token].tolist()
-        greedy = (logprobs[index].argmax(dim=-1) == token).tolist()
-        return list(zip(requests, picked, greedy, strict=True))
+        picked, greedy = token_logprobs(logits[torch.tensor(where, device=logits.device)], tokens)
+        return [(r, p, lp, top) for (r, p), lp, top in zip(scored, picked, greedy, strict=True)]
 
 
-def _add(picked: list[tuple[int, float, bool]], scores: Scores) -> None:
-    """Add each scored token to its request; a request whose last token this was is done."""
-    for request, lp, top in picked:
-        scores.logprob[request] += lp
+def _add(picked: list[tuple[int, int, float, bool]], scores: Scores, dtype: Any) -> None:
+    """Add each scored token to its request; a request whose last token this was is done: its
+    log-probabilities are summed in token order, in the logits' dtype, as v1 summed them."""
+    for request, position, lp, top in picked:
+        scores.parts[request].append((position, lp))
         scores.greedy[request] = scores.greedy[request] and top
         scores.remaining[request] -= 1
         if scores.remaining[request] == 0:
-            scores.on_done(request, scores.logprob[request], scores.greedy[request])
+            values = [value for _, value in sorted(scores.parts[request])]
+            scores.on_done(request, continuation_sum(values, dtype), scores.greedy[request])
