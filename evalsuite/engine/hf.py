@@ -190,7 +190,7 @@ def load_model(opts: BackendOptions) -> tuple[Any, Any, ModelInfo]:
         revision=opts.revision,
         commit=commit,
         architecture=(config.architectures or [type(model).__name__])[0],
-        dtype=str(dtype).replace("torch.", ""),
+        dtype=str(model.dtype).replace("torch.", ""),  # what it really computes in
         devices=tuple(devices),
         batch_size=opts.batch_size,
         max_length=opts.max_length or v1_max_length(config, tokenizer),
