@@ -21,8 +21,9 @@ import pytest
 
 from conftest import GOLDEN, reference_run, run_cli
 from evalsuite.benchmarks.table import BENCHMARKS
-from evalsuite.fidelity.tolerance import PRECISIONS, REDUCED_PRECISION_SPACINGS, Tolerance, Verdict
+from evalsuite.fidelity.tolerance import Tolerance, Verdict
 from evalsuite.fidelity.verify import load_outputs, verify
+from evalsuite.precision import PRECISIONS
 
 MODEL = "tiny-moe-sp"
 REFERENCE = GOLDEN / "golden-bf16" / MODEL
@@ -94,6 +95,12 @@ def test_the_fast_backend_passes_the_reduced_precision_policy(
     assert report.ok, [v.differences[:3] for v in report.verdicts]
     # The rounding of a reused prefix moves some lls, but no more outcomes than v1's own batch-size noise.
     assert other_outcomes(run) <= other_outcomes(runs("hf-batch-8"))
+    # In bfloat16 every generation takes the exact path, one prompt at a time as v1 generated.
+    costs = json.loads((run / "results.json").read_text())["engine"]["benchmarks"]
+    assert costs["gsm8k"]["exact_path_requests"] == costs["gsm8k"]["requests"] == 25
+    assert all(
+        costs[b.name]["exact_path_requests"] < costs[b.name]["requests"] for b in BENCHMARKS if b.name != "gsm8k"
+    )
     # ...and the float32 policy would call it different: the bf16 policy is what lets it through.
     assert not verify(run, REFERENCE, Tolerance()).ok
     capsys.readouterr()
@@ -113,7 +120,7 @@ def _far_from_a_tie(rows: list[dict[str, Any]]) -> int:
         lls = [r["loglikelihood"] for r in row["requests"]]
         chars = [len(r["continuation"][1:]) for r in row["requests"]]
         scores = [ll / n for ll, n in zip(lls, chars, strict=True)]
-        moves = [REDUCED_PRECISION_SPACINGS * bf16.spacing(ll) / n for ll, n in zip(lls, chars, strict=True)]
+        moves = [bf16.spacings * bf16.spacing(ll) / n for ll, n in zip(lls, chars, strict=True)]
         best = scores.index(max(scores))
         if all(scores[best] - scores[k] >= 2 * (moves[best] + moves[k]) for k in range(len(lls)) if k != best):
             return i
@@ -136,8 +143,8 @@ def _prompt(row: dict[str, Any]) -> None:
 
 def _ll_beyond_epsilon(row: dict[str, Any]) -> None:
     ll = row["requests"][0]["loglikelihood"]
-    spacing = PRECISIONS["bfloat16"].spacing(ll)
-    row["requests"][0]["loglikelihood"] = ll - (REDUCED_PRECISION_SPACINGS + 1) * spacing
+    bf16 = PRECISIONS["bfloat16"]
+    row["requests"][0]["loglikelihood"] = ll - (bf16.spacings + 1) * bf16.spacing(ll)
 
 
 MUTATIONS = {
@@ -177,8 +184,8 @@ def test_a_bf16_spacing_is_its_8_significant_bits() -> None:
     assert bf16.spacing(-3.0) == 2.0 ** (1 - 7)
     assert bf16.spacing(-0.01) == 2.0**-7  # at least the spacing at 1
     assert fp16.spacing(-100.0) == 2.0 ** (6 - 10)
-    assert Tolerance(precision=bf16).at(-100.0, -99.0) == REDUCED_PRECISION_SPACINGS * 0.5
+    assert Tolerance(precision=bf16).at(-100.0, -99.0) == 4 * 0.5
     # the coarser format wins; float32 (or an unknown dtype) keeps the fixed ε
     assert Tolerance.for_dtypes("float16", "bfloat16").precision == bf16
     assert Tolerance.for_dtypes("float32", None) == Tolerance()
-    assert math.isclose(Tolerance.for_dtypes("float32", "float16").at(-3.0), 4 * 2.0 ** (1 - 10))
+    assert math.isclose(Tolerance.for_dtypes("float32", "float16").at(-3.0), 16 * 2.0 ** (1 - 10))

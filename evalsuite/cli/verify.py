@@ -16,7 +16,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Compare a run with a reference directory, document by document: texts byte-identical, "
         "log-likelihoods within the tolerance, 0/1 metrics identical except near-ties of the reference, mc2 and "
         "the scores within the bound the tolerance implies. The tolerance follows the dtype both runs computed in "
-        "(float32: 1e-4 nats; bfloat16/float16: 4 spacings of the format at each value); --tol fixes it. "
+        "(float32: 1e-4 nats; bfloat16: 4, float16: 16 spacings of the format at each value); --tol fixes it. "
         "The reference is another run directory or a directory in the golden format (scores.json + "
         "samples/<v1 task>.jsonl). Exit status 0: the same result; 1: it differs.",
     )
@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="EPS",
         help=f"a fixed log-likelihood tolerance in nats; 0 demands identical bits (default: from the dtypes the "
-        f"two runs record: {DEFAULT_EPSILON:g} in float32; in bfloat16/float16, 4 spacings of the format at the value)",
+        f"two runs record: {DEFAULT_EPSILON:g} in float32; 4 bfloat16 or 16 float16 spacings at the value)",
     )
     p.add_argument(
         "--subset",

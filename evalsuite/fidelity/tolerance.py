@@ -21,13 +21,16 @@ dtype, a batch size, a backend) move log-likelihoods by a few ULPs. With ε the 
 - bfloat16 / float16: v1 summed a continuation's log-probabilities in the model's dtype, so a
   log-likelihood is a number of that format, and the format's spacing at its magnitude is the smallest
   difference it can show (bfloat16 keeps 8 significant bits: 0.125 between -16 and -32, 1 between -128
-  and -256). ε is `REDUCED_PRECISION_SPACINGS` spacings of the larger of the two values: one for the final
+  and -256; float16 11). ε is a number of spacings of the larger of the two values: one for the final
   rounding (two sums that differ by a hair round to neighbours), the rest for the rounding inside the
   model, which moves when the same inputs are computed in other shapes (another batch size, a prefix
-  reused from the cache): measured at up to 2 spacings (bench/RESULTS.md), given one more for another
-  machine's kernels. Below a magnitude of 1 the spacing at 1 is taken: a log-probability is a difference
-  of logits of magnitude one or more, whose rounding reaches it however small it is. In reduced
-  precision mc2's bound is wide, so its card value may move within it (rounded to the card's 0.01).
+  reused from the cache). Measured on the reference models (bench/RESULTS.md), the exact path at batch
+  size 8 and the fast backend moved lls by at most 2 bfloat16 spacings and 9 float16 spacings (float16's
+  finer grid shows the same noise as more spacings); 1 + that, rounded up to a power of two for another
+  machine's kernels, gives 4 for bfloat16 and 16 for float16. Below a magnitude of 1 the spacing at 1 is
+  taken: a log-probability is a difference of logits of magnitude one or more, whose rounding reaches it
+  however small it is. In reduced precision mc2's bound is wide, so its card value may move within it
+  (rounded to the card's 0.01).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from evalsuite.errors import ConfigError
 from evalsuite.fidelity import DEFAULT_EPSILON
 from evalsuite.pipeline.evaluate import aggregate, dataset_order
+from evalsuite.precision import PRECISIONS, Precision
 from evalsuite.results import DocRecord, RequestRecord
 
 if TYPE_CHECKING:
@@ -76,29 +80,6 @@ class Verdict(StrEnum):
     DIFFERS = "differs"
 
 
-# Spacings of a reduced-precision format a log-likelihood may move by (see the module docstring).
-REDUCED_PRECISION_SPACINGS = 4
-
-
-@dataclass(frozen=True)
-class Precision:
-    """A reduced-precision float format in which v1 summed log-probabilities."""
-
-    name: str
-    significant_bits: int  # the implicit leading bit included: bfloat16 8, float16 11
-
-    def spacing(self, value: float) -> float:
-        """The distance between neighbouring numbers of the format at |value|, taken as at least 1."""
-        exponent = math.frexp(max(abs(value), 1.0))[1] - 1  # floor(log2 |value|)
-        return math.ldexp(1.0, exponent - (self.significant_bits - 1))
-
-
-PRECISIONS: Mapping[str, Precision] = {
-    "bfloat16": Precision("bfloat16", 8),
-    "float16": Precision("float16", 11),
-}
-
-
 @dataclass(frozen=True)
 class Tolerance:
     epsilon: float = DEFAULT_EPSILON  # per log-likelihood, in nats (float32, or --tol)
@@ -119,7 +100,7 @@ class Tolerance:
         """ε for log-likelihoods of these values (the largest magnitude decides)."""
         if self.precision is None:
             return self.epsilon
-        return REDUCED_PRECISION_SPACINGS * self.precision.spacing(max((abs(v) for v in values), default=0.0))
+        return self.precision.epsilon(max((abs(v) for v in values), default=0.0))
 
     @property
     def near_tie_margin(self) -> float:
@@ -135,7 +116,7 @@ class Tolerance:
             return f"ε = {self.epsilon:g}, near-tie margin {self.near_tie_margin:g}, mc2 relative {self.relative:.3g}"
         name = self.precision.name
         return (
-            f"{name}: ε = {REDUCED_PRECISION_SPACINGS} {name} spacings at the value ({self.at(1.0):g} up to "
+            f"{name}: ε = {self.precision.spacings} {name} spacings at the value ({self.at(1.0):g} up to "
             f"|ll| 2, {self.at(100.0):g} at 100), near-tie margin 2ε, mc2 relative e^(2ε) - 1"
         )
 
@@ -212,7 +193,8 @@ def choice_scores(doc: DocRecord, metric: str, tol: Tolerance | None = None) -> 
     requests = [RequestRecord(**r) for r in doc.extra.get("mc1_requests", [])] if group == "mc1" else doc.requests
     if not requests or any(r.loglikelihood is None or r.continuation is None for r in requests):
         return None
-    values = [r.loglikelihood if tol is None else tol.at(r.loglikelihood) for r in requests]  # type: ignore[arg-type]
+    lls = [float(r.loglikelihood or 0.0) for r in requests]
+    values = lls if tol is None else [tol.at(ll) for ll in lls]
     return [v / _characters(r) if per_char else v for v, r in zip(values, requests, strict=True)]
 
 

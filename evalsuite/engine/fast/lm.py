@@ -9,7 +9,9 @@ In reduced precision (bfloat16, float16) log-likelihoods take v1's arithmetic in
 (evalsuite.engine.fast.logprobs), and generation takes the exact path: batched greedy decoding rounds
 differently from one prompt alone, and in these formats that changes the argmax wherever two tokens are
 close (measured: 3 to 6 of 25 GSM8k generations, where the exact path at batch size 8 changes 5 to 12);
-v1 generated one prompt at a time.
+v1 generated one prompt at a time. And the choices of a document that the rounding of a cached prefix
+could reorder are answered again on the exact path (evalsuite.engine.fast.ties), so that its outcome is
+v1's.
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ from lm_eval.api.model import LM
 
 from evalsuite.engine.fast.generate import GenerationRequest, Generator, cut, plain_greedy
 from evalsuite.engine.fast.scorer import Counters, PrefixScorer
+from evalsuite.engine.fast.ties import Settler
 from evalsuite.engine.fast.tokenize import encode, encode_pair, prefix_token_id
 from evalsuite.engine.fast.trie import build_plan
 from evalsuite.errors import ConfigError
+from evalsuite.precision import reduced_precision
 
 DEFAULT_MAX_GEN_TOKS = 256  # v1's cap, and lm-eval's default
-# Formats whose rounding changes greedy generations with the batch: generation takes the exact path.
-REDUCED_PRECISION = frozenset({"torch.bfloat16", "torch.float16"})
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class FastStats:
     positions: int  # real token positions forwarded
     padded: int  # positions forwarded, padding included
     oom_retries: int
-    exact_requests: int  # answered by the exact path (truncation)
+    exact_requests: int  # answered by the exact path (truncation; in reduced precision, see the docstring)
 
 
 class FastLM(LM):
@@ -58,7 +60,8 @@ class FastLM(LM):
         self.window = int(window) if isinstance(window, int) and window > 0 else None
         self.max_batch_tokens = max_batch_tokens
         self.configured_batch_tokens = max_batch_tokens
-        self.batched_generation = str(self.model.dtype) not in REDUCED_PRECISION
+        self.precision = reduced_precision(self.model.dtype)
+        self.batched_generation = self.precision is None
         self.counters = Counters()
         self._exact = 0
         pad = self.tokenizer.pad_token_id
@@ -86,16 +89,17 @@ class FastLM(LM):
         slow = sorted(set(range(len(requests))) - set(fast))
         plan = build_plan([encoded[i] for i in fast])
         answers: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
+        settle = Settler(requests, answers, set(fast), self.precision, self.cache_hook)
 
         def done(k: int, lp: float, top: bool) -> None:  # as each request completes: resume keeps it
-            i = fast[k]
-            answers[i] = (lp, top)
-            self.cache_hook.add_partial("loglikelihood", requests[i].args, answers[i])
+            answers[fast[k]] = (lp, top)
+            settle.answered(fast[k])
 
         scorer = PrefixScorer(self.model, self.max_batch_tokens, self.pad_token_id, self.counters)
         scorer.score(plan, done)
         self.max_batch_tokens = scorer.max_batch_tokens  # keep a budget lowered by an out-of-memory error
         self._on_exact_path("loglikelihood", requests, slow, answers)
+        self._on_exact_path("loglikelihood", requests, settle.close_calls(), answers)
         return answers
 
     def _in_window(self, length: int) -> bool:

@@ -1,0 +1,100 @@
+"""The choices a cached prefix could reorder: in reduced precision, a document whose choices lie closer
+than the rounding moves them is answered on the exact path.
+
+In bfloat16 and float16 the rounding of a prefix reused from the cache moves a log-likelihood by a
+spacing or two of the format, enough to swap two choices that v1 (one long pass per request) told
+apart by less. A document's choices are the requests of a call that follow one another sharing their
+context (a question and its answers) or their continuation (Winogrande's two fillings of one sentence).
+v1's multiple-choice metrics take the argmax of their log-likelihoods, or of the log-likelihoods per
+character of the choice (`acc_norm`); where either could change within the format's rounding the whole
+group is answered again by the exact path, so its outcome is v1's. Float32 rounding (~1e-6) is far
+below any real margin: nothing is checked there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from evalsuite.precision import Precision
+
+
+def choice_groups(pairs: Sequence[tuple[str, str]]) -> list[list[int]]:
+    """Runs of consecutive (context, continuation) requests sharing their context or continuation with
+    the one before (a run may hold two documents where they share one: that only checks more)."""
+    groups: list[list[int]] = []
+    for i, (context, continuation) in enumerate(pairs):
+        if groups and (context == pairs[i - 1][0] or continuation == pairs[i - 1][1]):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def _characters(continuation: str) -> int:
+    # v1's acc_norm divides by the choice's length: the continuation without its leading space.
+    return max(1, len(continuation.removeprefix(" ")))
+
+
+def could_swap(lls: Sequence[float], continuations: Sequence[str], precision: Precision) -> bool:
+    """Whether rounding within `precision.epsilon` of each value could change the best choice, by
+    log-likelihood or by log-likelihood per character."""
+    if len(lls) < 2:
+        return False
+    moves = [precision.epsilon(ll) for ll in lls]
+    for divisor in ([1] * len(lls), [_characters(c) for c in continuations]):
+        scores = [ll / n for ll, n in zip(lls, divisor, strict=True)]
+        bounds = [m / n for m, n in zip(moves, divisor, strict=True)]
+        best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+        if any(scores[best] - scores[k] < bounds[best] + bounds[k] for k in range(len(scores)) if k != best):
+            return True
+    return False
+
+
+class Settler:
+    """Hands each answer of a log-likelihood call to lm-eval's cache hook (and so to `--resume`) once it
+    is final: at once in float32; in reduced precision when its group is answered and no choice could
+    swap, or else by the exact path, which answers the group again and reports it itself."""
+
+    def __init__(
+        self,
+        requests: Sequence[Any],
+        answers: list[tuple[float, bool]],
+        fast: set[int],
+        precision: Precision | None,
+        hook: Any,
+    ) -> None:
+        self.requests, self.answers, self.fast, self.precision, self.hook = requests, answers, fast, precision, hook
+        pairs = [(str(r.args[0]), str(r.args[1])) for r in requests]
+        self.groups = choice_groups(pairs) if precision else [[i] for i in range(len(requests))]
+        self.group_of = {i: g for g, members in enumerate(self.groups) for i in members}
+        self.waiting = [sum(1 for i in members if i in fast) for members in self.groups]
+        self.again: list[int] = []
+
+    def answered(self, i: int) -> None:
+        """Request i (answered by the fast backend) is in `answers`."""
+        g = self.group_of[i]
+        self.waiting[g] -= 1
+        if self.waiting[g] == 0 and all(j in self.fast for j in self.groups[g]):
+            self._settle(g)
+
+    def close_calls(self) -> list[int]:
+        """Once the exact path answered the requests the fast backend could not: settle the groups that
+        hold some; returns the requests to answer again on the exact path."""
+        for g, members in enumerate(self.groups):
+            if any(j not in self.fast for j in members) and any(j in self.fast for j in members):
+                self._settle(g)
+        again, self.again = sorted(self.again), []
+        return again
+
+    def _settle(self, g: int) -> None:
+        members = self.groups[g]
+        lls = [self.answers[j][0] for j in members]
+        if self.precision is not None and could_swap(
+            lls, [str(self.requests[j].args[1]) for j in members], self.precision
+        ):
+            self.again += [j for j in members if j in self.fast]
+            return
+        for j in members:
+            if j in self.fast:  # the exact path reported the others
+                self.hook.add_partial("loglikelihood", self.requests[j].args, self.answers[j])
