@@ -10,34 +10,50 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+# A log-probability is a logit minus the log of a sum of exponentials of logits, both of the logits'
+# magnitude: their rounding reaches it however small it is. A trained model's top logits lie around 10
+# to 30, so below this magnitude the spacing at it is taken. (The reference tiny models' logits are
+# smaller: for them this only widens the bounds.)
+LOGIT_MAGNITUDE = 16.0
+
 
 @dataclass(frozen=True)
 class Precision:
     name: str
     significant_bits: int  # the implicit leading bit included: bfloat16 8, float16 11
-    # How many spacings at the value a log-likelihood may move between two faithful computations: one for
-    # the final rounding, the rest for the rounding inside the model (measured: up to 2 bfloat16 and 9
-    # float16 spacings at batch size 8 or with a cached prefix), rounded up to a power of two for another
-    # machine's kernels (bench/RESULTS.md, "Reduced precision").
+    # How many spacings at the value two faithful computations of one log-likelihood differed by, at
+    # most, where the same inputs were computed in other shapes: the exact path at batch size 8, the fast
+    # backend's cached prefixes (bench/RESULTS.md, "Reduced precision").
+    noise_spacings: int
+    # The tolerance: one spacing for the final rounding plus the noise, rounded up to a power of two for
+    # another machine's kernels.
     spacings: int
 
     def spacing(self, value: float) -> float:
-        """The distance between neighbouring numbers of the format at |value|, taken as at least 1 (a
-        log-probability is a difference of logits of magnitude one or more, whose rounding reaches it)."""
-        exponent = math.frexp(max(abs(value), 1.0))[1] - 1  # floor(log2 |value|)
+        """The distance between neighbouring numbers of the format at |value|, taken as at least
+        LOGIT_MAGNITUDE."""
+        exponent = math.frexp(max(abs(value), LOGIT_MAGNITUDE))[1] - 1  # floor(log2 |value|)
         return math.ldexp(1.0, exponent - (self.significant_bits - 1))
 
     def epsilon(self, value: float) -> float:
-        """How far a log-likelihood of this value may move: `spacings` spacings at it."""
+        """How far a log-likelihood of this value may move under the tolerance policy."""
         return self.spacings * self.spacing(value)
+
+    def noise(self, value: float) -> float:
+        """How far the measured rounding noise moved a log-likelihood of this value."""
+        return self.noise_spacings * self.spacing(value)
 
 
 PRECISIONS: Mapping[str, Precision] = {
-    "bfloat16": Precision("bfloat16", 8, spacings=4),
-    "float16": Precision("float16", 11, spacings=16),
+    "bfloat16": Precision("bfloat16", 8, noise_spacings=2, spacings=4),
+    "float16": Precision("float16", 11, noise_spacings=9, spacings=16),
 }
+
+_ALIASES = {"bf16": "bfloat16", "half": "float16", "fp16": "float16"}
 
 
 def reduced_precision(dtype: object) -> Precision | None:
-    """The format of a dtype (`torch.bfloat16` or its name), None for float32 and anything unknown."""
-    return PRECISIONS.get(str(dtype).removeprefix("torch."))
+    """The format of a dtype (`torch.bfloat16`, `bfloat16`, `bf16`, `half`), None for float32 and anything
+    unknown."""
+    name = str(dtype).removeprefix("torch.")
+    return PRECISIONS.get(_ALIASES.get(name, name))

@@ -71,6 +71,14 @@ def vllm_arguments(options: BackendOptions, path: Path, max_length: int) -> dict
     }
 
 
+def _computed_dtype(lm: Any, asked: str) -> str:
+    """The dtype vLLM's engine resolved (`auto`: vLLM's own rule), as recorded for verify's policy; what was
+    asked where the engine does not say."""
+    config = getattr(getattr(getattr(lm, "model", None), "llm_engine", None), "model_config", None)
+    dtype = getattr(config, "dtype", None)
+    return asked if dtype is None else str(dtype).removeprefix("torch.")
+
+
 def load(options: BackendOptions) -> VLLMBackend:
     check_available()
     from evalsuite.engine.hf import load_config_and_tokenizer, resolve_model_dir, v1_max_length
@@ -90,7 +98,7 @@ def load(options: BackendOptions) -> VLLMBackend:
         revision=options.revision,
         commit=commit,
         architecture=(config.architectures or [None])[0],
-        dtype=options.dtype,
+        dtype=_computed_dtype(lm, options.dtype),
         devices=tuple(f"cuda:{i}" for i in range(options.tensor_parallel)),
         batch_size=None,
         max_length=max_length,

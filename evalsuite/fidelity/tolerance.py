@@ -27,10 +27,12 @@ dtype, a batch size, a backend) move log-likelihoods by a few ULPs. With ε the 
   reused from the cache). Measured on the reference models (bench/RESULTS.md), the exact path at batch
   size 8 and the fast backend moved lls by at most 2 bfloat16 spacings and 9 float16 spacings (float16's
   finer grid shows the same noise as more spacings); 1 + that, rounded up to a power of two for another
-  machine's kernels, gives 4 for bfloat16 and 16 for float16. Below a magnitude of 1 the spacing at 1 is
-  taken: a log-probability is a difference of logits of magnitude one or more, whose rounding reaches it
-  however small it is. In reduced precision mc2's bound is wide, so its card value may move within it
-  (rounded to the card's 0.01).
+  machine's kernels, gives 4 for bfloat16 and 16 for float16 (evalsuite.precision). Below the magnitude
+  of a trained model's logits (16) the spacing at 16 is taken: a log-probability is a difference of
+  logits, whose rounding reaches it however small it is. Since ε is large next to a log-likelihood, mc2
+  is bounded by its exact extremes instead of the relative bound: each true choice's ll moved up by its
+  ε and each false one's down (and the reverse), with v1's labels; the score by the mean of those
+  bounds; its card value may move within them.
 """
 
 from __future__ import annotations
@@ -41,10 +43,11 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from evalsuite.choices import characters, near_tie
 from evalsuite.errors import ConfigError
 from evalsuite.fidelity import DEFAULT_EPSILON
 from evalsuite.pipeline.evaluate import aggregate, dataset_order
-from evalsuite.precision import PRECISIONS, Precision
+from evalsuite.precision import Precision, reduced_precision
 from evalsuite.results import DocRecord, RequestRecord
 
 if TYPE_CHECKING:
@@ -93,7 +96,7 @@ class Tolerance:
     def for_dtypes(cls, *dtypes: str | None) -> Tolerance:
         """The policy for runs computed in these dtypes: the coarsest reduced precision among them, else
         float32's (an unknown dtype counts as float32, as v1's default)."""
-        reduced = [PRECISIONS[d] for d in dtypes if d is not None and d in PRECISIONS]
+        reduced = [p for p in map(reduced_precision, dtypes) if p is not None]
         return cls(precision=min(reduced, key=lambda p: p.significant_bits)) if reduced else cls()
 
     def at(self, *values: float) -> float:
@@ -195,20 +198,28 @@ def choice_scores(doc: DocRecord, metric: str, tol: Tolerance | None = None) -> 
         return None
     lls = [float(r.loglikelihood or 0.0) for r in requests]
     values = lls if tol is None else [tol.at(ll) for ll in lls]
-    return [v / _characters(r) if per_char else v for v, r in zip(values, requests, strict=True)]
+    return [v / characters(r.continuation or "") if per_char else v for v, r in zip(values, requests, strict=True)]
 
 
-def _characters(r: RequestRecord) -> int:
-    # v1's acc_norm divides by the choice's length: the continuation without its leading space.
-    return max(1, len((r.continuation or "").removeprefix(" ")))
+def mc2_interval(doc: DocRecord, tol: Tolerance) -> tuple[float, float] | None:
+    """The lowest and highest mc2 of the document with each ll moved by at most its ε: v1's mc2 (every
+    choice from the first 0 label on counts as false) with the true choices' lls moved down and the false
+    ones' up, then the reverse. None without labels or lls."""
+    labels = doc.extra.get("mc2_labels")
+    lls = [r.loglikelihood for r in doc.requests if r.loglikelihood is not None and math.isfinite(r.loglikelihood)]
+    if not labels or 0 not in labels or not len(labels) == len(lls) == len(doc.requests):
+        return None
+    split = list(labels).index(0)
+    sign = [1.0 if i < split else -1.0 for i in range(len(lls))]  # true choices up, false ones down
+    low = [ll - s * tol.at(ll) for ll, s in zip(lls, sign, strict=True)]
+    high = [ll + s * tol.at(ll) for ll, s in zip(lls, sign, strict=True)]
+    return _mc2(low, split), _mc2(high, split)
 
 
-def near_tie(scores: Sequence[float], bounds: Sequence[float]) -> bool:
-    """Whether the best score and another could swap with each moving by at most its bound."""
-    if len(scores) < 2:
-        return False
-    best = max(range(len(scores)), key=lambda i: (scores[i], -i))
-    return any(scores[best] - scores[k] < bounds[best] + bounds[k] for k in range(len(scores)) if k != best)
+def _mc2(lls: Sequence[float], split: int) -> float:
+    top = max(lls)  # shifted: the probabilities of a tiny model's choices underflow e^ll
+    p = [math.exp(ll - top) for ll in lls]
+    return sum(p[:split]) / sum(p)
 
 
 def margin(scores: Sequence[float]) -> float:
@@ -237,11 +248,11 @@ def _compare_requests(
             if want.loglikelihood != got.loglikelihood:
                 diffs.append(Difference(key, f"request {i}: a log-likelihood on one side only"))
             continue
-        d = abs(got.loglikelihood - want.loglikelihood)
+        d = 0.0 if got.loglikelihood == want.loglikelihood else abs(got.loglikelihood - want.loglikelihood)
         dlls.append(d)
         eps = tol.at(got.loglikelihood, want.loglikelihood) if math.isfinite(d) else tol.epsilon
         if not d <= eps:  # also catches NaN
-            diffs.append(Difference(key, f"request {i}: |Δll| = {d:.3g} > ε = {eps:g}"))
+            diffs.append(Difference(key, f"request {i}: |Δll| = {d:.3g} > ε = {eps:.3g}"))
     return dlls, diffs
 
 
@@ -262,6 +273,12 @@ def _compare_metrics(
             diffs.append(Difference(key, f"{metric}: present on one side only"))
             continue
         want, got = ref.metrics[metric], run.metrics[metric]
+        interval = mc2_interval(ref, tol) if metric == "mc2" and tol.precision is not None else None
+        if interval is not None:
+            if not interval[0] - _SUMMATION_SLACK <= got <= interval[1] + _SUMMATION_SLACK:
+                diffs.append(Difference(key, f"{metric} {got!r} vs reference {want!r}: outside [{interval[0]:.4g}, "
+                                             f"{interval[1]:.4g}], its bounds under ε"))  # fmt: skip
+            continue
         if metric in RELATIVE_METRICS:
             if not _within(got, want, math.expm1(2 * eps)):
                 diffs.append(
@@ -332,14 +349,21 @@ def _compare_scores(
             diffs.append(Difference(None, f"the {side}'s stated score {value!r} is not the mean of its documents "
                                           f"({recomputed!r})"))  # fmt: skip
     relative = math.expm1(2 * eps)
-    if spec.metric in RELATIVE_METRICS:
+    intervals = [mc2_interval(d, tol) for d in ref_docs] if spec.metric == "mc2" and tol.precision else []
+    if intervals and all(intervals):
+        low = sum(i[0] for i in intervals if i) / len(intervals)
+        high = sum(i[1] for i in intervals if i) / len(intervals)
+        if not low - _SUMMATION_SLACK <= run_score <= high + _SUMMATION_SLACK:
+            diffs.append(Difference(None, f"score {run_score!r} vs reference {ref_score!r}: outside [{low:.4g}, "
+                                          f"{high:.4g}], the mean of its documents' bounds"))  # fmt: skip
+    elif spec.metric in RELATIVE_METRICS:
         if not _within(run_score, ref_score, relative):
             diffs.append(
                 Difference(None, f"score {run_score!r} vs reference {ref_score!r}: beyond relative {relative:.3g}")
             )
     elif run_score != ref_score:
         diffs.append(Difference(None, f"score {run_score!r} vs reference {ref_score!r}"))
-    # In reduced precision mc2's bound is wide: its card value may move within it.
+    # In reduced precision mc2 may move within its bounds, and its card value with it.
     card_may_move = tol.precision is not None and spec.metric in RELATIVE_METRICS
     if not same_card_value(run_score, ref_score) and not card_may_move:
         diffs.append(Difference(None, f"card value {100 * run_score:.2f} vs reference {100 * ref_score:.2f}"))

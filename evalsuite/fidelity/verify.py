@@ -112,13 +112,15 @@ def _load_golden(path: Path) -> Outputs:
 
 
 def _golden_dtype(path: Path) -> str | None:
-    """The dtype in the v1 harness's model arguments (`..., dtype=bfloat16`); v1's default was float32."""
+    """The dtype in the v1 harness's model arguments (`..., dtype=bfloat16`); None where it is not named or
+    `auto` (v1 then loaded the config's dtype, which the reference does not record: the run's decides)."""
     try:
         info = json.loads((path / GOLDEN_RUN_INFO).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
     args = dict(part.strip().partition("=")[::2] for part in str(info.get("model_args", "")).split(","))
-    return args.get("dtype") or "float32"
+    dtype = args.get("dtype", "").strip()
+    return None if dtype in ("", "auto") else dtype
 
 
 def _load_run(path: Path) -> Outputs:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from evalsuite.choices import characters, near_tie
 from evalsuite.precision import Precision
 
 
@@ -31,22 +32,13 @@ def choice_groups(pairs: Sequence[tuple[str, str]]) -> list[list[int]]:
     return groups
 
 
-def _characters(continuation: str) -> int:
-    # v1's acc_norm divides by the choice's length: the continuation without its leading space.
-    return max(1, len(continuation.removeprefix(" ")))
-
-
 def could_swap(lls: Sequence[float], continuations: Sequence[str], precision: Precision) -> bool:
-    """Whether rounding within `precision.epsilon` of each value could change the best choice, by
-    log-likelihood or by log-likelihood per character."""
-    if len(lls) < 2:
-        return False
-    moves = [precision.epsilon(ll) for ll in lls]
-    for divisor in ([1] * len(lls), [_characters(c) for c in continuations]):
+    """Whether the rounding of a cached prefix (at most `precision.noise` of each value) could change
+    or tie the best choice, by log-likelihood or by log-likelihood per character."""
+    moves = [precision.noise(ll) for ll in lls]
+    for divisor in ([1] * len(lls), [characters(c) for c in continuations]):
         scores = [ll / n for ll, n in zip(lls, divisor, strict=True)]
-        bounds = [m / n for m, n in zip(moves, divisor, strict=True)]
-        best = max(range(len(scores)), key=lambda i: (scores[i], -i))
-        if any(scores[best] - scores[k] < bounds[best] + bounds[k] for k in range(len(scores)) if k != best):
+        if near_tie(scores, [m / n for m, n in zip(moves, divisor, strict=True)]):
             return True
     return False
 
