@@ -51,7 +51,8 @@ class HubCard:
         return repos.read_file(self.repo_id, path, self.commit, fix=_FIX)
 
 
-_FIX = "nothing was pushed or written; pass --update with a local copy of the card to work on it offline"
+_FIX = "nothing was pushed or written (to update a local copy of the card instead, pass --update CARD)"
+_PUSH_FIX = "nothing was pushed or written"
 
 
 def fetch_hub_card(repo_id: str, fix: str = _FIX) -> HubCard:
@@ -85,4 +86,4 @@ def push_card(
     from (the pull request starts there)."""
     uploads = {"README.md": str(hub_card(text)).encode("utf-8")}
     uploads.update({path: content.encode("utf-8") for path, content in (files or {}).items()})
-    return repos.open_pull_request(repo_id, uploads, commit_message, parent_commit, fix=_FIX)
+    return repos.open_pull_request(repo_id, uploads, commit_message, parent_commit, fix=_PUSH_FIX)
