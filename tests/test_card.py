@@ -378,7 +378,8 @@ def test_a_second_identical_update_is_a_no_op_with_a_backup_of_the_first(tmp_pat
     assert (tmp_path / "README.md.bak").read_bytes() == original
     assert sorted(p.name for p in tmp_path.iterdir()) == [".eval_results", "README.md", "README.md.bak", "run"]
     # the six .eval_results files beside the card, written once (no temp files, no backups of unchanged ones)
-    assert sorted(p.name for p in (tmp_path / ".eval_results").iterdir()) == sorted(f"{s.name}.yaml" for s in BENCHMARKS)
+    written = sorted(p.name for p in (tmp_path / ".eval_results").iterdir())
+    assert written == sorted(f"{s.name}.yaml" for s in BENCHMARKS)
 
 
 def test_updating_the_seed_keeps_its_body_and_other_keys(tmp_path):

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import GOLDEN, run_cli
 from hubserver import GRANTED_TOKEN, HubServer, HubState, add_dataset, dir_files
 
+from conftest import GOLDEN, run_cli
 from evalsuite.benchmarks.table import BENCHMARKS
 from evalsuite.card.splice import END_MARKER, START_MARKER
 
@@ -87,7 +87,8 @@ def test_each_revision_is_evaluated_at_its_commit_with_its_weights(hub, hf_home,
         model = results(out)["model"]
         assert (model["id"], model["revision"], model["commit"]) == (MODEL, revision, repo.refs[revision])
         # the digest of the weights that revision holds, as served (the Hub's LFS sha256 of the file)
-        assert model["weights_sha256"] == {"model.safetensors": sha256(GOLDEN / "models" / reference / "model.safetensors")}
+        weights = GOLDEN / "models" / reference / "model.safetensors"
+        assert model["weights_sha256"] == {"model.safetensors": sha256(weights)}
         # and those weights answered: the run agrees with the v1 harness's outputs for that model
         assert run_cli("verify", str(out), "--against", str(GOLDEN / "golden" / reference), "--subset") == 0
     commits = {results(tmp_path / r)["model"]["commit"] for r in REVISIONS}
@@ -136,7 +137,8 @@ def without_our_parts(card: str) -> str:
     head, body = card[4:].split("\n---\n", 1)
     lines = head.split("\n")
     start = lines.index("model-index:")
-    end = next((i for i in range(start + 1, len(lines)) if lines[i] and not lines[i].startswith((" ", "-"))), len(lines))
+    inside = range(start + 1, len(lines))
+    end = next((i for i in inside if lines[i] and not lines[i].startswith((" ", "-"))), len(lines))
     block = body[body.index(START_MARKER) : body.index(END_MARKER) + len(END_MARKER) + 1]
     return "---\n" + "\n".join(lines[:start] + lines[end:]) + "\n---\n" + body.replace(block, "")
 

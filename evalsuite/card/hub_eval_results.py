@@ -121,10 +121,12 @@ def files_for(
     origins: Mapping[str, Origin],
     existing: Mapping[str, str | None],
     table: Sequence[BenchmarkSpec] = BENCHMARKS,
+    where: str = "",
 ) -> dict[str, str]:
     """Path in the repo -> text of every .eval_results file the runs give, merged with the `existing` text
-    of each path (None: no such file yet)."""
-    return {path: render(e, existing.get(path), path) for path, e in entries(runs, origins, table).items()}
+    of each path (None: no such file yet); `where` says where the paths are, in messages."""
+    found = entries(runs, origins, table)
+    return {path: render(e, existing.get(path), f"{where}{path}") for path, e in found.items()}
 
 
 def read_local(root: Path, paths: list[str]) -> dict[str, str | None]:

@@ -125,5 +125,6 @@ def plan_card(req: CardRequest) -> CardPlan:
     if req.update or req.push or not (req.output or req.to_stdout):  # the card of a model repo (or a run)
         paths = list(eval_results.entries(origins, sources))
         existing = {p: hub.read(p) for p in paths} if hub is not None else eval_results.read_local(card_dir, paths)
-        results = eval_results.files_for(origins, sources, existing)
+        where = f"{hub.repo_id} on the Hub: " if hub is not None else f"{card_dir}{os.sep}"
+        results = eval_results.files_for(origins, sources, existing, where=where)
     return CardPlan(text, target, results, hub.commit if hub is not None else None)
