@@ -74,7 +74,10 @@ def _from_card(args: argparse.Namespace) -> int:
 
     if args.runs or args.update or args.output or args.push:
         raise ConfigError("--from-card reads a card: give no RUN, --update, --output or --push with it")
-    run = read_card(args.from_card) if is_local_path(args.from_card) else read_hub_card(args.from_card)
+    ref = args.from_card
+    # owner/name that is no file here is a Hub model (a card file's name ends in .md)
+    hub_id = not is_local_path(ref) and ref.count("/") == 1 and not ref.lower().endswith(".md")
+    run = read_hub_card(ref) if hub_id else read_card(ref)
     if args.json:
         print(json.dumps(run.to_dict(), indent=2, ensure_ascii=False))
     else:
