@@ -376,7 +376,10 @@ def test_a_second_identical_update_is_a_no_op_with_a_backup_of_the_first(tmp_pat
     assert "card unchanged" in capsys.readouterr().out
     assert path.read_bytes() == first
     assert (tmp_path / "README.md.bak").read_bytes() == original
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "README.md.bak", "run"]  # no temp files
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".eval_results", "README.md", "README.md.bak", "run"]
+    # the six .eval_results files beside the card, written once (no temp files, no backups of unchanged ones)
+    written = sorted(p.name for p in (tmp_path / ".eval_results").iterdir())
+    assert written == sorted(f"{s.name}.yaml" for s in BENCHMARKS)
 
 
 def test_updating_the_seed_keeps_its_body_and_other_keys(tmp_path):
@@ -619,10 +622,10 @@ def test_push_offline_fails_cleanly_and_leaves_the_card_unchanged(tmp_path, caps
     run_dir = write_run(tmp_path / "run", make_run(NEW, model="ConvexAI/BurningBruce-005"))
     assert main(["card", str(run_dir), "--update", str(path), "--push", "org/model"]) == 1
     err = capsys.readouterr().err
-    assert "error: --push org/model: the Hub refused or could not be reached" in err
+    assert "error: model org/model: HF_HUB_OFFLINE is set" in err and "nothing was pushed or written" in err
     assert path.read_bytes() == before
     assert main(["card", str(run_dir), "--push", "org/model"]) == 1  # no local card: fetches the Hub's
-    assert "error: --push org/model: cannot fetch its README.md" in capsys.readouterr().err
+    assert "error: model org/model: HF_HUB_OFFLINE is set" in capsys.readouterr().err
 
 
 def test_from_card_and_runs_do_not_mix(tmp_path, capsys):

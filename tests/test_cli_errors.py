@@ -97,7 +97,7 @@ def test_model_path_that_does_not_exist(work, winogrande_data, capsys):
 def test_hub_model_id_while_offline_names_the_id_and_what_to_check(work, winogrande_data, capsys):
     before = snapshot(work)
     code, err = invoke(capsys, *run_args("nobody-evalsuite-test/no-model", winogrande_data))
-    assert_one_line_error(code, err, "'nobody-evalsuite-test/no-model'", "HF_HUB_OFFLINE")
+    assert_one_line_error(code, err, "nobody-evalsuite-test/no-model", "HF_HUB_OFFLINE", "local model directory")
     assert snapshot(work) == before
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from evalsuite.benchmarks.table import BENCHMARKS
 from evalsuite.card.bot import first_body_line, several_sections, span_to_replace
 from evalsuite.card.guard import check_same_model
+from evalsuite.card.hub_eval_results import card_value
 from evalsuite.card.read import (
     TASK_NAME,
     TASK_TYPE,
@@ -79,7 +80,7 @@ def eval_results(
             dataset_split=spec.card.split,
             dataset_args={"num_few_shot": spec.num_fewshot},
             metric_type=spec.metric,
-            metric_value=round(run.scores[spec.name].percent, 2),
+            metric_value=card_value(run.scores[spec.name]),
             metric_name=spec.card.metric_name,
             metric_args=smoke_args(origin.smoke, origin.limit),
             source_name=origin.source_name if origin.source_url else None,

@@ -14,12 +14,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from evalsuite.benchmarks.spec import BenchmarkSpec
 from evalsuite.errors import ConfigError, DataError
+from evalsuite.hub.errors import explain
+from evalsuite.hub.repos import snapshot
 from evalsuite.paths import display_path
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 Row = dict[str, Any]
+
+
+OFFLINE_FIX = "or run offline with --data-dir DIR, a copy written by `evalsuite data pull DIR`"
 
 
 def _offline() -> bool:
@@ -102,9 +107,8 @@ class HubSource:
             # Pinned to the commit we record: the provenance names exactly the data that was read.
             ds = datasets.load_dataset(dataset, config, split=split, revision=commit)
         except Exception as exc:
-            raise DataError(
-                f"{dataset} config {config!r} split {split!r}: could not load from the Hub ({exc})"
-            ) from exc
+            why = explain(exc, dataset, "dataset", commit)
+            raise DataError(f"{dataset} config {config!r} split {split!r}: not loaded from the Hub ({why})") from exc
         self._read[f"{dataset}/{config}/{split}"] = f"{dataset}@{commit}"
         # The Arrow table itself, so that `data pull` keeps the Hub's column types exactly.
         return ds.data.table
@@ -112,15 +116,7 @@ class HubSource:
     @functools.cache  # noqa: B019 - one lookup per dataset id; sources live for one run
     def _commit(self, dataset: str) -> str:
         """The dataset's current commit on the Hub (v1 pinned none; we record the one we read)."""
-        from huggingface_hub import HfApi
-
-        try:
-            return str(HfApi().dataset_info(dataset).sha)
-        except Exception as exc:
-            raise DataError(
-                f"{dataset}: could not look up the dataset on the Hub ({type(exc).__name__}); "
-                "check your network and HF_TOKEN, or use --data-dir with a copy from `evalsuite data pull`"
-            ) from exc
+        return snapshot(dataset, kind="dataset", fix=OFFLINE_FIX).commit
 
     def describe(self) -> str:
         return "hub"

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalsuite.engine.base import BackendOptions, engine_name
-from evalsuite.engine.weights import weights_sha256
 from evalsuite.errors import ConfigError, ModelError, one_line
 from evalsuite.paths import display_path
 from evalsuite.results import ModelInfo
@@ -81,7 +80,7 @@ def _computed_dtype(lm: Any, asked: str) -> str:
 
 def load(options: BackendOptions) -> VLLMBackend:
     check_available()
-    from evalsuite.engine.hf import load_config_and_tokenizer, resolve_model_dir, v1_max_length
+    from evalsuite.engine.hf import load_config_and_tokenizer, model_weights_sha256, resolve_model_dir, v1_max_length
 
     path, commit = resolve_model_dir(options)
     config, tokenizer = load_config_and_tokenizer(path, options.trust_remote_code)
@@ -103,6 +102,6 @@ def load(options: BackendOptions) -> VLLMBackend:
         batch_size=None,
         max_length=max_length,
         engine=engine_name(lm),
-        weights_sha256=weights_sha256(path) if commit is None else {},  # a Hub commit pins them already
+        weights_sha256=model_weights_sha256(options, path, commit),
     )
     return VLLMBackend(lm=lm, info=info, arguments=arguments)

@@ -6,7 +6,7 @@ import contextlib
 import platform
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -127,6 +127,7 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
 
     The output directory is claimed first; every answer is kept in its staging directory as it comes,
     so an interrupted run continues with `--resume` (evalsuite.resume)."""
+    from evalsuite.card.hub_eval_results import run_files, write_files
     from evalsuite.card.update import render_metrics_table, render_model_index
     from evalsuite.engine import load_backend
     from evalsuite.engine.accounting import Accountant
@@ -233,6 +234,7 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
             model=info, scores={name: o.score for name, o in outcomes.items()}, provenance=provenance, extra=extra
         )
         atomic_write_text(stage / "model-index.yaml", render_model_index(result))
+        write_files(stage, run_files(replace(result, path=session.final), RESULTS_FILE, table))
         atomic_write_text(stage / "metrics.md", render_metrics_table(result))
         atomic_write_json(stage / RESULTS_FILE, result.to_dict())  # last: marks the run complete
         session.finish()
