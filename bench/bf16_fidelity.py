@@ -37,9 +37,9 @@ VARIANTS = ("fast", "batched-generation", "ff-full", "eager", "single-row", "log
 @contextlib.contextmanager
 def variant(name: str, model: Any) -> Iterator[dict[str, Any]]:
     """The fast backend with one part changed (bench only); yields FastLM keyword overrides."""
-    from evalsuite.engine.fast import scorer, sparse
+    from evalsuite.engine.fast import schedule, scorer, sparse
 
-    saved = (sparse.feed_forwards, scorer.PACK_TOKENS, scorer.token_logprobs, scorer.continuation_sum)
+    saved = (sparse.feed_forwards, schedule.PACK_TOKENS, scorer.token_logprobs, scorer.continuation_sum)
     attention = model.config._attn_implementation
     overrides: dict[str, Any] = {}
     if name == "ff-full":
@@ -49,7 +49,7 @@ def variant(name: str, model: Any) -> Iterator[dict[str, Any]]:
     elif name == "batched-generation":
         overrides["batched_generation"] = True
     elif name == "single-row":
-        scorer.PACK_TOKENS = 0
+        schedule.PACK_TOKENS = 0
         overrides["max_batch_tokens"] = 1
     elif name == "logits-f32":
         upcast = scorer.token_logprobs
@@ -58,7 +58,7 @@ def variant(name: str, model: Any) -> Iterator[dict[str, Any]]:
     try:
         yield overrides
     finally:
-        sparse.feed_forwards, scorer.PACK_TOKENS, scorer.token_logprobs, scorer.continuation_sum = saved
+        sparse.feed_forwards, schedule.PACK_TOKENS, scorer.token_logprobs, scorer.continuation_sum = saved
         model.set_attn_implementation(attention)
 
 
