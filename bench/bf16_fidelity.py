@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return out
 
     kinds: dict[str, dict[str, list[Any]]] = {}
+    settled: dict[str, int] = {}  # requests the fast backend sent to the exact path
     started = time.perf_counter()
     kinds["exact, batch 1"] = reference = run(exact)
     print(f"exact, batch 1: {time.perf_counter() - started:.0f} s", flush=True)
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             lm = FastLM(exact, overrides.get("max_batch_tokens", args.max_batch_tokens))
             lm.batched_generation = overrides.get("batched_generation", lm.batched_generation)
             kinds[f"fast: {name}"] = run(lm)
+            settled[f"fast: {name}"] = lm.stats().exact_requests
             print(f"fast: {name}: {time.perf_counter() - started:.0f} s", flush=True)
 
     if args.dump:
@@ -146,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nmodel {args.model}, {args.dtype}, CPU, 1 thread; {sum(map(len, instances.values()))} requests, "
           f"{len(ref)} documents\n")  # fmt: skip
     print("| kind | lls not identical | max abs d-ll | docs with another 0/1 outcome | max rel d-mc2 "
-          "| generations differing |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|")
+          "| generations differing | requests on the exact path |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, answers in kinds.items():
         got = answers.get("loglikelihood", [])
         changed = [abs(a - b) for a, b in zip(got, lls, strict=True) if a != b]
@@ -157,8 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         gens = sum(r[3] != m[3] for r, m in zip(ref, mine, strict=True) if r[3])
         n_gens = sum(1 for r in ref if r[3])
         where = ", ".join(f"{b} {flipped.count(b)}" for b in dict.fromkeys(flipped))
+        exact_path = settled.get(name, "")
         print(f"| {name} | {len(changed)}/{len(lls)} | {max(changed, default=0.0):.3g} | {len(flipped)}"
-              f"{f' ({where})' if where else ''} | {mc2:.2g} | {gens}/{n_gens} |")  # fmt: skip
+              f"{f' ({where})' if where else ''} | {mc2:.2g} | {gens}/{n_gens} | {exact_path} |")  # fmt: skip
     return 0
 
 
