@@ -24,7 +24,7 @@ def hub_card(text: str) -> ModelCard:
     from huggingface_hub import ModelCard
 
     class VerbatimModelCard(ModelCard):
-        @property  # type: ignore[override]
+        @property
         def content(self) -> str:
             return str(self._content)
 

@@ -112,7 +112,7 @@ class MergedRouterCounts:
         self.frames = []
 
 
-class DataParallelLM(LM):  # type: ignore[misc]
+class DataParallelLM(LM):
     """An lm-eval `LM` whose calls go to Ray replicas; `parallel_calls` tells the pipeline how many
     calls to keep in flight."""
 

@@ -77,7 +77,7 @@ def resumable(inner: LM, store: AnswerStore, digest: str) -> LM:
     """`inner` behind the store (an `LM` subclass, so lm-eval code accepts it too)."""
     from lm_eval.api.model import LM
 
-    class ResumableHarnessLM(ResumableLM, LM):  # type: ignore[misc]
+    class ResumableHarnessLM(ResumableLM, LM):
         pass
 
     return ResumableHarnessLM(inner, store, digest)
@@ -113,7 +113,7 @@ class ResumableLM:
         counter = os.environ.get(COUNT_ENV)
         self._counter = Path(counter) if counter else None
         if hasattr(inner, "set_cache_hook"):
-            inner.set_cache_hook(_Hook(self))  # type: ignore[arg-type]
+            inner.set_cache_hook(_Hook(self))
 
     def __getattr__(self, name: str) -> Any:
         # Everything else (tokenizer, rank, max_length...) is the backend's.
