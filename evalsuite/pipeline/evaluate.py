@@ -20,9 +20,9 @@ from evalsuite.benchmarks.spec import BenchmarkSpec
 from evalsuite.checks.data import check_rows
 from evalsuite.data.sources import DataSource, load_rows
 from evalsuite.errors import DataError
-from evalsuite.fidelity.fingerprint import fingerprint
 from evalsuite.pipeline.progress import Ticker
-from evalsuite.results import BenchmarkScore, DocRecord, RequestRecord
+from evalsuite.results import BenchmarkOutcome, BenchmarkScore, DocRecord, RequestRecord
+from evalsuite.results.fingerprint import fingerprint
 from evalsuite.scoring import macro_stderr, mean, stderr
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ REQUESTS_PER_CALL = {"loglikelihood": 256, "generate_until": 16}
 
 Observer = Callable[[str], AbstractContextManager[Any]]
 # Called as each benchmark completes: (name, outcome, requests answered before this run started).
-OnDone = Callable[[str, "BenchmarkOutcome", int], None]
+OnDone = Callable[[str, BenchmarkOutcome, int], None]
 
 
 @dataclass(frozen=True)
@@ -43,12 +43,6 @@ class PreparedDoc:
     doc_id: int
     doc: Doc
     requests: tuple[Request, ...]
-
-
-@dataclass(frozen=True)
-class BenchmarkOutcome:
-    score: BenchmarkScore
-    docs: tuple[DocRecord, ...]
 
 
 def _process(spec: BenchmarkSpec, source: DataSource, config: str, split: str) -> list[Doc]:

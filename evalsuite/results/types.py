@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.errors import RunDirError
-from evalsuite.fidelity.fingerprint import Fingerprint
+from evalsuite.results.fingerprint import Fingerprint
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
@@ -231,3 +231,11 @@ class DocRecord:
     def key(self) -> tuple[str | None, int]:
         """Identifies the document within its benchmark (MMLU doc ids repeat across subjects)."""
         return (self.subject, self.doc_id)
+
+
+@dataclass(frozen=True)
+class BenchmarkOutcome:
+    """A completed benchmark: its score and its documents."""
+
+    score: BenchmarkScore
+    docs: tuple[DocRecord, ...]

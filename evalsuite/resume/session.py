@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from lm_eval.api.model import LM
 
     from evalsuite.benchmarks.spec import BenchmarkSpec
-    from evalsuite.pipeline.evaluate import BenchmarkOutcome
+    from evalsuite.results import BenchmarkOutcome
 
 FINGERPRINT_FILE = "fingerprint.json"
 
@@ -132,7 +132,7 @@ class RunSession:
 
     def completed(self, specs: Sequence[BenchmarkSpec]) -> dict[str, BenchmarkOutcome]:
         """The outcomes of benchmarks an earlier attempt completed (samples and score as written then)."""
-        from evalsuite.pipeline.evaluate import BenchmarkOutcome
+        from evalsuite.results import BenchmarkOutcome
 
         done = {}
         for spec in specs:

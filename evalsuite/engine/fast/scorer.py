@@ -15,13 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from evalsuite.engine import positions
 from evalsuite.engine.fast import schedule, sparse
 from evalsuite.engine.fast.budget import is_out_of_memory, release_memory
 from evalsuite.engine.fast.logprobs import continuation_sum, token_logprobs
 from evalsuite.engine.fast.schedule import Pass
 from evalsuite.engine.fast.trie import Node, Plan
 from evalsuite.errors import ModelError
+from evalsuite.moe import positions
 
 Past = list[tuple[Any, Any]]  # per layer: keys, values of one row, (1, kv heads, length, head dim)
 
