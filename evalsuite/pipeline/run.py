@@ -231,7 +231,11 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
             extra["router"] = router_summary
         stage = session.stage
         result = RunResult(
-            model=info, scores={name: o.score for name, o in outcomes.items()}, provenance=provenance, extra=extra
+            model=info,
+            scores={name: o.score for name, o in outcomes.items()},
+            provenance=provenance,
+            extra=extra,
+            average_of=_average_of(table),
         )
         atomic_write_text(stage / "model-index.yaml", render_model_index(result))
         write_files(stage, run_files(replace(result, path=session.final), RESULTS_FILE, table))
@@ -239,3 +243,12 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
         atomic_write_json(stage / RESULTS_FILE, result.to_dict())  # last: marks the run complete
         session.finish()
     return session.final
+
+
+def _average_of(table: Sequence[BenchmarkSpec]) -> tuple[str, ...] | None:
+    """The benchmarks of the table this run was given that its average is taken over; None (not recorded)
+    when they are the leaderboard's six, as every earlier run's were."""
+    from evalsuite.scoring import in_average
+
+    names = tuple(spec.name for spec in table if spec.in_average)
+    return None if names == in_average() else names
