@@ -21,9 +21,16 @@ def best(scores: Sequence[float]) -> int:
     return max(range(len(scores)), key=lambda i: (scores[i], -i))
 
 
+def contenders(scores: Sequence[float], bounds: Sequence[float]) -> list[int]:
+    """The best choice and every other that could swap (or tie) with it, each moving by at most its bound;
+    empty when none could."""
+    if len(scores) < 2:
+        return []
+    top = best(scores)
+    close = [k for k in range(len(scores)) if k != top and scores[top] - scores[k] <= bounds[top] + bounds[k]]
+    return sorted([top, *close]) if close else []
+
+
 def near_tie(scores: Sequence[float], bounds: Sequence[float]) -> bool:
     """Whether the best score and another could swap (or tie) with each moving by at most its bound."""
-    if len(scores) < 2:
-        return False
-    top = best(scores)
-    return any(scores[top] - scores[k] <= bounds[top] + bounds[k] for k in range(len(scores)) if k != top)
+    return bool(contenders(scores, bounds))

@@ -29,10 +29,9 @@ class Precision:
     # another machine's kernels.
     spacings: int
 
-    def spacing(self, value: float) -> float:
-        """The distance between neighbouring numbers of the format at |value|, taken as at least
-        LOGIT_MAGNITUDE."""
-        exponent = math.frexp(max(abs(value), LOGIT_MAGNITUDE))[1] - 1  # floor(log2 |value|)
+    def spacing(self, value: float, at_least: float = LOGIT_MAGNITUDE) -> float:
+        """The distance between neighbouring numbers of the format at |value|, taken as at least `at_least`."""
+        exponent = math.frexp(max(abs(value), at_least, 1.0))[1] - 1  # floor(log2 |value|)
         return math.ldexp(1.0, exponent - (self.significant_bits - 1))
 
     def epsilon(self, value: float) -> float:
@@ -40,8 +39,9 @@ class Precision:
         return self.spacings * self.spacing(value)
 
     def noise(self, value: float) -> float:
-        """How far the measured rounding noise moved a log-likelihood of this value."""
-        return self.noise_spacings * self.spacing(value)
+        """How far the measured rounding noise moved a log-likelihood of this value: in spacings at the
+        value itself (at least 1), as measured on the reference models, whose logits are small."""
+        return self.noise_spacings * self.spacing(value, at_least=1.0)
 
 
 PRECISIONS: Mapping[str, Precision] = {

@@ -23,18 +23,20 @@ def test_a_documents_choices_share_their_context_or_their_continuation() -> None
 
 
 def test_choices_closer_than_the_rounding_could_swap() -> None:
-    # bfloat16 between 16 and 32 (and below 16, where a trained model's logits lie): numbers 2^(4-7) = 1/8
-    # apart; the measured noise is 2 of them, 0.25 per log-likelihood.
-    assert BF16.noise(-10.0) == BF16.noise(-20.1) == 2 / 8
-    assert could_swap([-10.0, -10.4], [" ab", " ab"], BF16)  # margin 0.4 <= 0.25 + 0.25
-    assert could_swap([-10.0, -10.5], [" ab", " ab"], BF16)  # exactly the bound: the two could tie
-    assert not could_swap([-10.0, -10.6], [" ab", " ab"], BF16)  # 0.6 > 0.5
-    # Per character (v1's acc_norm, the leading space not counted): -10/2 = -5 vs -10.6/4 = -2.65, a
-    # margin of 2.35 against 0.25/4 + 0.25/2; by ll 0.6 against 0.5: no swap either way.
-    assert not could_swap([-10.0, -10.6], [" ab", " abcd"], BF16)
-    # Per character only: -10/2 = -5 vs -20.1/4 = -5.025, a margin of 0.025 < 0.25/2 + 0.25/4.
+    # bfloat16 between 8 and 16: numbers 2^(3-7) = 1/16 apart; the measured noise is 2 of them at the value.
+    assert BF16.noise(-10.0) == 2 / 16
+    assert BF16.noise(-20.1) == 2 / 8  # between 16 and 32: 1/8 apart
+    assert could_swap([-10.0, -10.2], [" ab", " ab"], BF16)  # margin 0.2 <= 0.125 + 0.125
+    assert could_swap([-10.0, -10.25], [" ab", " ab"], BF16)  # exactly the bound: the two could tie
+    assert not could_swap([-10.0, -10.3], [" ab", " ab"], BF16)  # 0.3 > 0.25
+    # Per character (v1's acc_norm, the leading space not counted): -10/2 = -5 vs -10.3/4 = -2.575, a
+    # margin of 2.425 against 0.125/2 + 0.125/4; by ll 0.3 against 0.25: no swap either way.
+    assert not could_swap([-10.0, -10.3], [" ab", " abcd"], BF16)
+    # Per character only: -10/2 = -5 vs -20.1/4 = -5.025, a margin of 0.025 < 0.125/2 + 0.25/4.
     assert could_swap([-10.0, -20.1], [" ab", " abcd"], BF16)
     assert not could_swap([-10.0], [" ab"], BF16)  # a single choice has nothing to swap with
+    # Only the best and its close rivals go back to the exact path: a choice 3 nats below stays.
+    assert could_swap([-10.2, -10.0, -13.0], [" ab", " ab", " ab"], BF16) == [0, 1]
 
 
 @pytest.fixture(scope="module")

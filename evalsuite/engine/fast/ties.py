@@ -6,8 +6,9 @@ spacing or two of the format, enough to swap two choices that v1 (one long pass 
 apart by less. A document's choices are the requests of a call that follow one another sharing their
 context (a question and its answers) or their continuation (Winogrande's two fillings of one sentence).
 v1's multiple-choice metrics take the argmax of their log-likelihoods, or of the log-likelihoods per
-character of the choice (`acc_norm`); where either could change within the format's rounding the whole
-group is answered again by the exact path, so its outcome is v1's. Float32 rounding (~1e-6) is far
+character of the choice (`acc_norm`); where either could change within the format's rounding, the best
+choice and its close rivals are answered again by the exact path, so the document's outcome is v1's (the
+other choices are far below and keep the fast backend's answers). Float32 rounding (~1e-6) is far
 below any real margin: nothing is checked there.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from evalsuite.choices import characters, near_tie
+from evalsuite.choices import characters, contenders
 from evalsuite.precision import Precision
 
 
@@ -32,15 +33,16 @@ def choice_groups(pairs: Sequence[tuple[str, str]]) -> list[list[int]]:
     return groups
 
 
-def could_swap(lls: Sequence[float], continuations: Sequence[str], precision: Precision) -> bool:
-    """Whether the rounding of a cached prefix (at most `precision.noise` of each value) could change
-    or tie the best choice, by log-likelihood or by log-likelihood per character."""
+def could_swap(lls: Sequence[float], continuations: Sequence[str], precision: Precision) -> list[int]:
+    """The choices whose order the rounding of a cached prefix (at most `precision.noise` of each value)
+    could change or tie with the best, by log-likelihood or by log-likelihood per character: the best
+    and its close rivals; empty when no order could change."""
     moves = [precision.noise(ll) for ll in lls]
+    involved: set[int] = set()
     for divisor in ([1] * len(lls), [characters(c) for c in continuations]):
         scores = [ll / n for ll, n in zip(lls, divisor, strict=True)]
-        if near_tie(scores, [m / n for m, n in zip(moves, divisor, strict=True)]):
-            return True
-    return False
+        involved |= set(contenders(scores, [m / n for m, n in zip(moves, divisor, strict=True)]))
+    return sorted(involved)
 
 
 class Settler:
@@ -81,12 +83,12 @@ class Settler:
 
     def _settle(self, g: int) -> None:
         members = self.groups[g]
-        lls = [self.answers[j][0] for j in members]
-        if self.precision is not None and could_swap(
-            lls, [str(self.requests[j].args[1]) for j in members], self.precision
-        ):
-            self.again += [j for j in members if j in self.fast]
-            return
+        again: set[int] = set()
+        if self.precision is not None:
+            lls = [self.answers[j][0] for j in members]
+            close = could_swap(lls, [str(self.requests[j].args[1]) for j in members], self.precision)
+            again = {members[k] for k in close if members[k] in self.fast}  # the others keep their answers
+        self.again += sorted(again)
         for j in members:
-            if j in self.fast:  # the exact path reported the others
+            if j in self.fast and j not in again:  # the exact path reports the others
                 self.hook.add_partial("loglikelihood", self.requests[j].args, self.answers[j])
