@@ -240,7 +240,7 @@ def test_disk_full_while_keeping_answers_names_the_file_and_keeps_what_was_writt
     from evalsuite.errors import RunDirError
     from evalsuite.resume.store import AnswerStore
 
-    store = AnswerStore(tmp_path / "answers.jsonl")
+    store = AnswerStore(tmp_path / "answers.jsonl", "fp")
     store.put("a" * 64, [-1.5, False])
     size = (tmp_path / "answers.jsonl").stat().st_size
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
@@ -253,7 +253,7 @@ def test_disk_full_while_keeping_answers_names_the_file_and_keeps_what_was_writt
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, previous)
     store.close()
-    assert AnswerStore(tmp_path / "answers.jsonl").answers == {"a" * 64: [-1.5, False]}
+    assert AnswerStore(tmp_path / "answers.jsonl", "fp").answers == {"a" * 64: [-1.5, False]}
 
 
 def test_compare_on_a_truncated_samples_file_names_the_file_and_line(tmp_path, tiny_run, capsys):

@@ -13,7 +13,7 @@ from evalsuite.card.read import read_text, warn
 from evalsuite.card.source import origins_of
 from evalsuite.card.update import merge_runs, update_card_text
 from evalsuite.errors import ConfigError, OutputExistsError
-from evalsuite.fsio import atomic_write_bytes, atomic_write_text
+from evalsuite.fsio import atomic_write_bytes, atomic_write_text, resolve_link
 from evalsuite.results import RESULTS_FILE, RunResult, load_run
 
 BACKUP_SUFFIX = ".bak"
@@ -49,7 +49,8 @@ def backup_path(path: Path) -> Path:
 
 def write_card(path: Path, text: str) -> str:
     """Write atomically, an existing card first copied to `<card>.bak`; returns created/updated/unchanged.
-    A read-only card is a CardError."""
+    A read-only card is a CardError. A card that is a symbolic link stays one: its target is written."""
+    path = resolve_link(path)
     check_writable(path)
     if path.exists():
         old = path.read_bytes()

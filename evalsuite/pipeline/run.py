@@ -19,7 +19,7 @@ from evalsuite.benchmarks.table import BENCHMARKS, select
 from evalsuite.data.sources import source_for
 from evalsuite.engine.base import BackendOptions, ParallelOptions
 from evalsuite.errors import ConfigError
-from evalsuite.fsio import atomic_write_json, atomic_write_text
+from evalsuite.fsio import atomic_write_json, atomic_write_text, resolve_link
 from evalsuite.naming import is_local_path
 from evalsuite.paths import public_command
 from evalsuite.pipeline.machine import machine_info
@@ -144,6 +144,7 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
     requested = Path(opts.output_dir) if opts.output_dir else None
     if requested is not None:
         check_output_dir(requested)
+        requested = resolve_link(requested)  # a link to an empty directory: the run goes there, the link stays
     default = default_output_dir(opts.model, unique=False)
     with RunSession(requested, default, opts.command(table), resume=opts.resume, fresh=opts.fresh) as session:
         if not opts.progress:

@@ -73,14 +73,15 @@ class _Hook:
         self.owner._arrive(attr, request_key(self.owner.digest, attr, req), res, from_hook=True)
 
 
-def resumable(inner: LM, store: AnswerStore, digest: str) -> LM:
-    """`inner` behind the store (an `LM` subclass, so lm-eval code accepts it too)."""
+def resumable(inner: LM, store: AnswerStore) -> LM:
+    """`inner` behind the store, keyed by the store's fingerprint digest (an `LM` subclass, so lm-eval
+    code accepts it too)."""
     from lm_eval.api.model import LM
 
     class ResumableHarnessLM(ResumableLM, LM):  # type: ignore[misc]
         pass
 
-    return ResumableHarnessLM(inner, store, digest)
+    return ResumableHarnessLM(inner, store)
 
 
 class _Call(threading.local):
@@ -97,11 +98,11 @@ class _Call(threading.local):
 class ResumableLM:
     """The wrapper's behaviour; `resumable` makes it an `LM` (lm_eval is imported only then)."""
 
-    def __init__(self, inner: Any, store: AnswerStore, digest: str) -> None:
+    def __init__(self, inner: Any, store: AnswerStore) -> None:
         super().__init__()
         self.inner = inner
         self.store = store
-        self.digest = digest
+        self.digest = store.digest
         # What an earlier attempt answered is skipped; within this attempt every call goes to the backend
         # as the pipeline makes it (less repeats inside it), whichever other calls are in flight, so the
         # forward passes (and the router counts) do not depend on how concurrent calls interleave.

@@ -12,6 +12,7 @@ Layout of the staging directory (the run directory once complete, less `.resume/
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -105,12 +106,21 @@ class RunSession:
     # The fingerprint and the store.
 
     def check_fingerprint(self, fingerprint: RunFingerprint, keys: Sequence[str] | None = None) -> None:
-        """Refuse to continue under another fingerprint (only `keys`, when given: the rest is not known yet)."""
-        path = self.state / FINGERPRINT_FILE
-        if path.is_file():
-            import json
+        """Refuse to continue under another fingerprint (only `keys`, when given: the rest is not known yet),
+        or without the record of the one the stored work was made under."""
+        import json
 
-            old = RunFingerprint.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        path = self.state / FINGERPRINT_FILE
+        old = None
+        if path.is_file():
+            with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+                old = RunFingerprint.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        if old is None and self._holds_work():
+            raise RunDirError(
+                f"cannot resume {self.final}: {path} is missing or unreadable, so its {answers_in(self.stage)} answers "
+                "and completed benchmarks cannot be checked against this model and settings; start over with --fresh"
+            )
+        if old is not None:
             why = fingerprint.differs_from(old, tuple(keys) if keys is not None else None)
             if why:
                 raise RunDirError(
@@ -120,13 +130,29 @@ class RunSession:
         if keys is None:
             atomic_write_json(path, fingerprint.to_dict())
 
+    def _holds_work(self) -> bool:
+        """Anything an earlier attempt computed: answers, samples or completed benchmarks."""
+        return (
+            answers_in(self.stage) > 0
+            or any((self.stage / "samples").glob("*.jsonl"))
+            or any((self.state / "done").glob("*.json"))
+        )
+
     def wrap(self, lm: LM, fingerprint: RunFingerprint) -> LM:
         """The backend behind the store; call after `check_fingerprint(fingerprint)` with all its fields."""
         from evalsuite.resume.lm import resumable
 
-        self.store = AnswerStore(self.state / STORE_FILE)
+        self.store = AnswerStore(self.state / STORE_FILE, fingerprint.digest())
         self.reused = len(self.store)
-        return resumable(lm, self.store, fingerprint.digest())
+        if self.store.skipped:
+            lines = self.store.skipped
+            shown = ", ".join(map(str, lines[:5])) + (", ..." if len(lines) > 5 else "")
+            print(
+                f"note: {self.store.path}: {len(lines)} stored answers were unreadable, altered or of another "
+                f"fingerprint (line {shown}); they are passed over and asked of the model again",
+                file=sys.stderr,
+            )
+        return resumable(lm, self.store)
 
     # Benchmarks, as each completes.
 
