@@ -233,13 +233,14 @@ def test_the_fingerprint_names_the_backend_setting_that_changed():
     source = LocalDirSource(GOLDEN / "data")
     versions = {"evalsuite": "1", "torch": "2"}
     v1 = run_fingerprint(BackendOptions(model=str(model)), source, versions)
-    assert v1.fields["backend"]["backend"] == "fast" and v1.fields["backend"]["batch_size"] == 1
+    assert v1.fields["backend"]["backend"] == "fast" and v1.fields["backend"]["batch_size"] is None
     # every model file that decides the answers, weights and tokenizer alike, by its sha256
     weights = (model / "model.safetensors").read_bytes()
     assert v1.fields["model"]["model.safetensors"] == hashlib.sha256(weights).hexdigest()
     assert "tokenizer.json" in v1.fields["model"] and "config.json" in v1.fields["model"]
-    batched = run_fingerprint(BackendOptions(model=str(model), batch_size=4), source, versions)
-    assert batched.differs_from(v1) == "backend batch_size was 1, now 4"
+    hf = run_fingerprint(BackendOptions(model=str(model), backend="hf"), source, versions)
+    batched = run_fingerprint(BackendOptions(model=str(model), backend="hf", batch_size=4), source, versions)
+    assert batched.differs_from(hf) == "backend batch_size was unset, now 4"
     longer = run_fingerprint(BackendOptions(model=str(model), max_length=64), source, versions)
     assert longer.differs_from(v1) == "backend max_length was unset, now 64"
     # the fast backend's batches (and so its rounding) follow its token budget

@@ -59,7 +59,7 @@ class BackendOptions:
     revision: str | None = None  # Hub branch, tag or commit
     dtype: str = "auto"  # auto: the config's dtype on GPU, float32 on CPU
     device: str = "auto"  # auto: all visible GPUs (device_map="auto"), else CPU
-    batch_size: int = 1  # 1 reproduces v1 numerics exactly (no padding)
+    batch_size: int | None = None  # hf backend; None: 1, which reproduces v1 numerics exactly (no padding)
     max_length: int | None = None  # None: v1's rule (config n_positions / max_position_embeddings / n_ctx)
     max_batch_tokens: int | None = None  # fast backend: positions per forward pass; None: from free memory
     trust_remote_code: bool = False
@@ -81,8 +81,22 @@ class BackendOptions:
             raise ConfigError(f"--threads {self.threads} must be a positive integer")
         if self.dtype not in DTYPES:
             raise ConfigError(f"--dtype {self.dtype!r} is not supported; use one of {', '.join(DTYPES)}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"--batch-size {self.batch_size} must be a positive integer")
+        # Each backend batches by its own measure: an option of the other would be silently ignored.
+        if self.batch_size is not None and self.backend != "hf":
+            raise ConfigError(
+                f"--batch-size is the hf backend's; the {self.backend} backend "
+                + ("batches by --max-batch-tokens (token positions per forward pass)" if self.backend == "fast"
+                   else "schedules its own batches")
+                + ": drop --batch-size, or use --backend hf"
+            )  # fmt: skip
+        if self.max_batch_tokens is not None and self.backend != "fast":
+            raise ConfigError(
+                f"--max-batch-tokens is the fast backend's; the {self.backend} backend "
+                + ("batches by --batch-size" if self.backend == "hf" else "schedules its own batches")
+                + ": drop --max-batch-tokens, or use --backend fast"
+            )
         if self.max_length is not None and self.max_length < 1:
             raise ConfigError(f"max length {self.max_length} must be a positive number of tokens")
 

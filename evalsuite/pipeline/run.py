@@ -50,7 +50,7 @@ class RunOptions:
     backend: str = "fast"  # a name of evalsuite.engine.BACKENDS; "hf" is the bit-exact v1 path
     max_batch_tokens: int | None = None  # fast backend; None: from free memory
     tensor_parallel: int = 1
-    batch_size: int = 1
+    batch_size: int | None = None  # hf backend (None: 1, v1's setting)
     trust_remote_code: bool = False
     threads: int | None = None
     router_stats: bool = True
