@@ -167,3 +167,31 @@ def test_resume_over_a_damaged_answer_line_says_so_and_asks_it_again(work, kille
     err = capsys.readouterr().err
     assert "1 stored answers were unreadable, altered or of another fingerprint (line 1)" in err
     assert f"resuming out: {len(lines)} requests already answered" in err
+
+
+# --- requeued jobs: a complete run, and a stage with nothing in it --------------------------------
+
+
+@pytest.mark.slow
+def test_resume_on_a_complete_run_says_so_and_succeeds(work, killed, capsys):
+    options = killed[1][: killed[1].index("--backend")] + ["--limit", "2"]
+    assert run_cli("run", "--output-dir", "out", *options) == 0
+    before = {p: p.read_bytes() for p in (work / "out").rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert run_cli("run", "--output-dir", "out", *options, "--resume") == 0  # what a requeue script does
+    assert "out is a complete run of this command; nothing to resume" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in (work / "out").rglob("*") if p.is_file()} == before
+    code, err = invoke(capsys, "run", "--output-dir", "out", *options[:-1], "3", "--resume")
+    assert_one_line_error(code, err, "complete run of another command", "--limit was 2, now 3")
+
+
+def test_a_stage_with_nothing_answered_is_cleared_without_asking(work, capsys):
+    from evalsuite.resume.claim import claim_dir
+
+    claim_dir(work / "out", {"model": "whatever"}, resume=False, fresh=False).release()  # as kill -9 leaves it
+    (work / "m").mkdir()
+    (work / "m" / "config.json").write_text("not JSON")
+    code, err = invoke(capsys, "run", "--model", "m", "--output-dir", "out", "--data-dir", str(GOLDEN / "data"),
+                       "--benchmarks", "arc", "--limit", "1")  # fmt: skip
+    assert_one_line_error(code, err, "config.json")  # past the claim: the model is what stops it
+    assert "unfinished" not in err and not (work / ".out.partial").exists()

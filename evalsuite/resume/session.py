@@ -13,6 +13,7 @@ Layout of the staging directory (the run directory once complete, less `.resume/
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -108,8 +109,6 @@ class RunSession:
     def check_fingerprint(self, fingerprint: RunFingerprint, keys: Sequence[str] | None = None) -> None:
         """Refuse to continue under another fingerprint (only `keys`, when given: the rest is not known yet),
         or without the record of the one the stored work was made under."""
-        import json
-
         path = self.state / FINGERPRINT_FILE
         old = None
         if path.is_file():
@@ -164,8 +163,6 @@ class RunSession:
         for spec in specs:
             marker = self.state / "done" / f"{spec.name}.json"
             if marker.is_file():
-                import json
-
                 data = json.loads(marker.read_text(encoding="utf-8"))
                 score = BenchmarkScore.from_dict(data["score"])
                 if data.get("router_partial"):
@@ -178,21 +175,29 @@ class RunSession:
         from evalsuite.fsio import atomic_write_jsonl
 
         state = self.state
-        if recorder is not None:
+        total = sum(len(d.requests) + len(d.extra.get("mc1_requests", ())) for d in outcome.docs)
+        router, note_file = state / "router" / f"{name}.parquet", state / "router" / f"{name}.json"
+        partial = None
+        if recorder is not None and reused >= total and router.is_file():
+            # Killed after its router counts were saved, before its marker: the attempt that answered its
+            # requests counted them; this one asked the model nothing and keeps them (and their note).
+            if note_file.is_file():
+                partial = json.loads(note_file.read_text(encoding="utf-8")).get("partial")
+        elif recorder is not None:
             import io
 
+            if reused:
+                partial = f"counts miss the {reused} requests answered before the run was resumed (of about {total})"
+            atomic_write_json(note_file, {"partial": partial})  # first: the counts below are read with it
             frame = recorder.frame()
             buf = io.BytesIO()
             frame[frame["benchmark"] == name].to_parquet(buf, index=False)
-            atomic_write_bytes(state / "router" / f"{name}.parquet", buf.getvalue())
+            atomic_write_bytes(router, buf.getvalue())
         atomic_write_jsonl(samples_path(self.stage, name), [d.to_dict() for d in outcome.docs])
         marker: dict[str, Any] = {"score": outcome.score.to_dict()}
-        if recorder is not None and reused:
-            total = sum(len(d.requests) + len(d.extra.get("mc1_requests", ())) for d in outcome.docs)
-            marker["router_partial"] = (
-                f"counts miss the {reused} requests answered before the run was resumed (of about {total})"
-            )
-            self._router_partial[name] = marker["router_partial"]
+        if partial:
+            marker["router_partial"] = partial
+            self._router_partial[name] = partial
         atomic_write_json(state / "done" / f"{name}.json", marker)
 
     def write_router(self, names: Sequence[str]) -> dict[str, Any] | None:
