@@ -158,8 +158,8 @@ def test_a_usage_error_never_echoes_a_credential(argv, capsys, tmp_path):
 
 
 def test_an_error_quoting_a_token_shaped_argument_redacts_it(capsys, tmp_path):
-    model = tmp_path / f"model-{TOKEN}"
-    code = run_cli("run", "--model", str(model), "--data-dir", str(GOLDEN / "data"), "--output-dir", str(tmp_path / "o"))
+    model, out = tmp_path / f"model-{TOKEN}", tmp_path / "out"
+    code = run_cli("run", "--model", str(model), "--data-dir", str(GOLDEN / "data"), "--output-dir", str(out))
     err = capsys.readouterr().err
     assert code == 1 and TOKEN not in err and REDACTED in err
 

@@ -4,6 +4,7 @@ without --ray-address joins (none), and an address nothing answers on."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -46,10 +47,8 @@ def kill_node(group: int) -> None:
     """SIGKILL a node: its processes and the workers its raylet started (each in a group of its own)."""
     members = [p for p in psutil.process_iter() if _group_of(p) == group]
     for p in [*members, *(c for m in members for c in _children(m))]:
-        try:
+        with contextlib.suppress(psutil.Error):
             p.kill()
-        except psutil.Error:
-            pass
 
 
 def _group_of(p: psutil.Process) -> int | None:
@@ -175,8 +174,12 @@ def test_a_node_lost_while_its_replica_loads_leaves_the_run_of_one_process(
     kill_node(worker)
     _, err = run.communicate(timeout=300)
     assert run.returncode == 0, err[-3000:]
-    lost = json.loads((out / "results.json").read_text())["engine"]["data_parallel"]["replicas_lost"]
+    engine = json.loads((out / "results.json").read_text())["engine"]
+    lost = engine["data_parallel"]["replicas_lost"]
     assert len(lost) == 1 and f"replica-{lost[0]}-" in loading
+    # the fast backend's budget: the surviving replica's own choice, recorded, and the one it used
+    assert list(engine["data_parallel"]["replica_budgets"]) == [str(1 - lost[0])]
+    assert engine["max_batch_tokens"] == engine["data_parallel"]["replica_budgets"][str(1 - lost[0])]
     # one line of evalsuite's about it, nothing of Ray's
     assert err.strip().splitlines() == [
         f"warning: data parallel: replica {lost[0]} was lost while loading the model (ActorDiedError: its process "

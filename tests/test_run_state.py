@@ -195,3 +195,18 @@ def test_a_stage_with_nothing_answered_is_cleared_without_asking(work, capsys):
                        "--benchmarks", "arc", "--limit", "1")  # fmt: skip
     assert_one_line_error(code, err, "config.json")  # past the claim: the model is what stops it
     assert "unfinished" not in err and not (work / ".out.partial").exists()
+
+
+@pytest.mark.slow
+def test_a_resumed_run_batches_by_the_budget_its_first_attempt_chose(work, killed):
+    from evalsuite.pipeline.run import RunOptions
+    from evalsuite.resume.claim import claim_dir
+
+    data = killed[1][killed[1].index("--data-dir") + 1]
+    options = RunOptions(model=str(TINY_LLAMA), data_dir=data, benchmarks=("winogrande",), limit=2)
+    claim = claim_dir(work / "out", options.command(), resume=False, fresh=False)  # the first attempt's stage
+    (claim.state / "budget.json").write_text('{"max_batch_tokens": 300}')  # what it chose (its memory)
+    claim.release()
+    args = ["--model", str(TINY_LLAMA), "--data-dir", data, "--benchmarks", "winogrande", "--limit", "2"]
+    assert run_cli("run", "--output-dir", "out", *args, "--no-progress", "--resume") == 0
+    assert json.loads((work / "out" / "results.json").read_text())["engine"]["max_batch_tokens"] == 300

@@ -22,7 +22,7 @@ def add_evaluation_options(p: argparse.ArgumentParser) -> None:
         "--device", default="auto", help="auto (all visible GPUs via accelerate, else CPU), cpu, cuda, cuda:N"
     )
     p.add_argument(
-        "--batch-size", type=positive_int, help="--backend hf only: requests per batch; 1 (default) reproduces v1 exactly"
+        "--batch-size", type=positive_int, help="--backend hf only: requests per batch; 1 (default) reproduces v1"
     )
     p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument(

@@ -24,9 +24,11 @@ A backend is loaded from `BackendOptions` by `evalsuite.engine.load_backend` and
 An `lm` may declare `parallel_calls` (an int): how many calls it answers at once. The pipeline then keeps
 that many calls in flight; each call is still answered as a whole, as if it were the only one.
 
-An `lm` may declare `requests_per_call` (a dict by request type, like the pipeline's REQUESTS_PER_CALL):
-how many requests the pipeline puts in one call, when the backend shares work between the requests of a
-call (the fast backend shares prefixes within a call). An `lm` should call
+An `lm` may declare `requests_per_call` (a dict by request type, like REQUESTS_PER_CALL below): how many
+requests the pipeline puts in one call, when the backend shares work between the requests of a call (the
+fast backend shares prefixes within a call). An `lm` whose answers' last bits depend on the other
+requests of their call (they share its batches) declares `whole_calls = True`: a resumed run then sends
+a partly answered call whole again, so that it is batched as in the uninterrupted run. An `lm` should call
 `self.cache_hook.add_partial(request_type, instance.args, answer)` as each answer completes, as lm-eval's
 HF class does: resume stores it then, so an interrupted call keeps what it had answered.
 
@@ -37,6 +39,7 @@ positions fed to `module` are counted (evalsuite.engine.accounting).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -48,6 +51,22 @@ if TYPE_CHECKING:
     from evalsuite.results import ModelInfo
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+# Requests per call to the LM, by request type, for a smooth progress bar only, unless the LM declares its
+# own `requests_per_call`. Generations are slow, so fewer go in one call.
+REQUESTS_PER_CALL = {"loglikelihood": 256, "generate_until": 16}
+
+
+def split_calls(lm: Any, request_types: Sequence[str]) -> list[tuple[str, list[int]]]:
+    """The calls the pipeline makes for requests of these types, in order: (request type, positions)."""
+    by_type: dict[str, list[int]] = {}
+    for i, request_type in enumerate(request_types):
+        by_type.setdefault(request_type, []).append(i)
+    per_call = {**REQUESTS_PER_CALL, **(getattr(lm, "requests_per_call", None) or {})}
+    return [
+        (request_type, indices[start : start + per_call[request_type]])
+        for request_type, indices in by_type.items()
+        for start in range(0, len(indices), per_call[request_type])
+    ]
 
 
 @dataclass(frozen=True, kw_only=True)

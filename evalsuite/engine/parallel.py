@@ -42,6 +42,17 @@ CONNECT_SECONDS = 10.0
 RAY_DEFAULT_PORT = 6379
 
 
+@dataclass(frozen=True)
+class Described:
+    """A loaded replica: its model, whether it counts routing, and what its backend declares."""
+
+    info: ModelInfo
+    router_stats: bool
+    requests_per_call: dict[str, int] | None
+    whole_calls: bool
+    max_batch_tokens: int | None  # the budget it chose for itself (the fast backend), before any common one
+
+
 class Replica:
     """One model replica (the body of a Ray actor): loads the backend, answers calls, counts routing."""
 
@@ -53,9 +64,20 @@ class Replica:
         self.recorder = recorder_for(self.backend.module) if router_stats else None
         self.calls = 0
 
-    def describe(self) -> tuple[ModelInfo, bool, dict[str, int] | None]:
-        """What was loaded, whether routing is counted, and the calls the backend wants (requests_per_call)."""
-        return self.backend.info, self.recorder is not None, getattr(self.backend.lm, "requests_per_call", None)
+    def describe(self) -> Described:
+        """What was loaded and how its backend wants to be called."""
+        lm = self.backend.lm
+        return Described(
+            self.backend.info,
+            self.recorder is not None,
+            getattr(lm, "requests_per_call", None),
+            bool(getattr(lm, "whole_calls", False)),
+            self.backend.settings.get("max_batch_tokens"),
+        )
+
+    def use_budget(self, max_batch_tokens: int) -> None:
+        """Batch by this budget, the one every replica uses (evalsuite.engine.fast.budget)."""
+        self.backend.lm.use_budget(max_batch_tokens)
 
     def answered(self) -> int:
         """How many calls this replica has answered (a progress probe; runs beside `answer`)."""
@@ -129,11 +151,16 @@ class DataParallelLM(LM):  # type: ignore[misc]
     calls to keep in flight."""
 
     def __init__(
-        self, actors: Sequence[Any], counts: MergedRouterCounts | None, requests_per_call: dict[str, int] | None
+        self,
+        actors: Sequence[Any],
+        counts: MergedRouterCounts | None,
+        requests_per_call: dict[str, int] | None,
+        whole_calls: bool = False,
     ) -> None:
         super().__init__()
         self.actors = list(actors)
         self.requests_per_call = requests_per_call  # the replicas' backend's, so calls equal one process's
+        self.whole_calls = whole_calls  # the replicas' backend's (a resumed call is sent whole)
         self.alive = [True] * len(self.actors)
         self.locks = [threading.Lock() for _ in self.actors]
         self.counts = counts
@@ -214,10 +241,16 @@ class ParallelBackend:
     router_counts: MergedRouterCounts | None
     started_ray: bool
     module: Any = None  # the models live in the replicas
+    budgets: dict[int, int] = field(default_factory=dict)  # replica -> the budget it chose for itself
+    max_batch_tokens: int | None = None  # the one every replica uses: the smallest they chose, or the given one
 
     @property
     def settings(self) -> dict[str, Any]:
-        return {"data_parallel": {**self.options.record(), "replicas_lost": list(self.lm.lost)}}
+        parallel = {**self.options.record(), "replicas_lost": list(self.lm.lost)}
+        if self.max_batch_tokens is None:
+            return {"data_parallel": parallel}
+        chosen = {str(k): v for k, v in sorted(self.budgets.items())}
+        return {"max_batch_tokens": self.max_batch_tokens, "data_parallel": {**parallel, "replica_budgets": chosen}}
 
     def close(self) -> None:
         import ray
@@ -331,7 +364,7 @@ def _start_ray(parallel: ParallelOptions) -> bool:
     return True
 
 
-def _loaded(actors: Sequence[Any]) -> dict[int, tuple[ModelInfo, bool, dict[str, int] | None]]:
+def _loaded(actors: Sequence[Any]) -> dict[int, Described]:
     """Each replica's description as it finishes loading; a replica lost meanwhile (its process or node
     died, or it failed for a reason of its own) is left out with a one-line note. Bad input, which every
     replica would meet, is raised as the replica said it."""
@@ -339,7 +372,7 @@ def _loaded(actors: Sequence[Any]) -> dict[int, tuple[ModelInfo, bool, dict[str,
     from tqdm.auto import tqdm
 
     pending = {a.describe.remote(): k for k, a in enumerate(actors)}
-    described: dict[int, tuple[ModelInfo, bool, dict[str, int] | None]] = {}
+    described: dict[int, Described] = {}
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         k = pending.pop(ready[0])
@@ -400,16 +433,23 @@ def load(options: BackendOptions, parallel: ParallelOptions, *, router_stats: bo
             "check memory per replica (--gpus-per-replica, --cpus-per-replica) and the cluster's nodes, then rerun"
         )
     live = sorted(described)
-    infos = [described[k][0] for k in live]
+    infos = [described[k].info for k in live]
     devices = tuple(sorted({d for info in infos for d in info.devices}))
     info = replace(infos[0], devices=devices)
-    counts = MergedRouterCounts() if any(described[k][1] for k in live) else None
-    lm = DataParallelLM(actors, counts, described[live[0]][2])
+    counts = MergedRouterCounts() if any(described[k].router_stats for k in live) else None
+    first = described[live[0]]
+    lm = DataParallelLM(actors, counts, first.requests_per_call, first.whole_calls)
     for k in range(len(actors)):
         if k not in described:
             lm.alive[k] = False
             lm.lost.append(k)
-    return ParallelBackend(lm, info, parallel, counts, started)
+    # One budget for all: a replica's own choice depends on its device's memory, and the budget decides
+    # how a call is batched, so each call's answers would depend on the replica it went to.
+    budgets = {k: b for k in live if (b := described[k].max_batch_tokens) is not None}
+    common = options.max_batch_tokens or (min(budgets.values()) if budgets else None)
+    if common is not None and options.max_batch_tokens is None:
+        ray.get([actors[k].use_budget.remote(common) for k in budgets])
+    return ParallelBackend(lm, info, parallel, counts, started, budgets=budgets, max_batch_tokens=common)
 
 
 __all__ = ["DataParallelLM", "ParallelBackend", "ParallelOptions", "Replica", "load"]

@@ -186,7 +186,7 @@ def format_report(report: VerifyReport, max_listed: int = 5) -> str:
         if hidden:
             lines.append(f"    ... {hidden} more (see --json)")
     for name in report.missing:
-        lines.append(f"{name:<11} missing           in the reference, not in the run (--subset checks only what it has)")
+        lines.append(f"{name:<11} missing           in the reference, not in the run (--subset: only what it has)")
     for name, why in report.skipped.items():
         lines.append(f"{name:<11} skipped           {why}")
     for name, n in report.left_out.items():

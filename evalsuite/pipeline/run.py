@@ -6,7 +6,7 @@ import contextlib
 import platform
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -184,17 +184,21 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
         fingerprint = run_fingerprint(backend_opts, source, versions)
         session.check_fingerprint(fingerprint, tuple(fingerprint.fields))  # before the model loads
 
+        # A budget the backend chose for itself in an earlier attempt is kept: it decides the batches (bits).
+        chosen = session.budget() if backend_opts.max_batch_tokens is None else None
+        load_opts = replace(backend_opts, max_batch_tokens=chosen) if chosen else backend_opts
         if parallel.replicas > 1:
             from evalsuite.engine import parallel as data_parallel
 
-            backend: Any = data_parallel.load(backend_opts, parallel, router_stats=opts.router_stats)
+            backend: Any = data_parallel.load(load_opts, parallel, router_stats=opts.router_stats)
         else:
-            backend = load_backend(backend_opts)
+            backend = load_backend(load_opts)
         recorder, accountant = None, None
         try:
             info = backend.info
             fingerprint = fingerprint.with_fields(loaded={"dtype": info.dtype, "devices": list(info.devices)})
             session.check_fingerprint(fingerprint)
+            session.keep_budget(backend.settings.get("max_batch_tokens"))
             lm = session.wrap(backend.lm, fingerprint)
             done = session.completed(specs)
             if session.reused:

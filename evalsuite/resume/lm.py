@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evalsuite.engine.base import split_calls
 from evalsuite.errors import ModelError
 from evalsuite.resume.store import AnswerStore, request_key
 
@@ -145,9 +146,11 @@ class ResumableLM:
 
     def _call(self, request_type: str, instances: list[Instance], kwargs: dict[str, Any]) -> list[Any]:
         keys = [request_key(self.digest, request_type, inst.args) for inst in instances]
+        # A backend that batches across the call gets a partly answered call whole: batched as it was.
+        whole = getattr(self.inner, "whole_calls", False) and not all(key in self.earlier for key in keys)
         todo: dict[str, Instance] = {}
         for key, inst in zip(keys, instances, strict=True):
-            if key not in self.earlier:
+            if whole or key not in self.earlier:
                 todo.setdefault(key, inst)  # a request asked twice in one call is answered once
         fresh: dict[str, Any] = {}
         if todo:
@@ -183,8 +186,14 @@ def _decode(request_type: str, stored: Any) -> Any:
 
 
 def answered_already(lm: Any, requests: Sequence[Any]) -> set[int]:
-    """The positions of the runner's requests that `lm` holds answers for (none for a plain backend)."""
+    """The positions of the runner's requests that `lm` holds answers for (none for a plain backend); for
+    a backend that answers whole calls, only those of calls answered whole (the others are asked again)."""
     answered = getattr(lm, "answered", None)
     if answered is None:
         return set()
-    return {i for i, r in enumerate(requests) if answered(r.request_type, r.arguments)}
+    held = {i for i, r in enumerate(requests) if answered(r.request_type, r.arguments)}
+    if held and getattr(lm, "whole_calls", False):
+        for _, part in split_calls(lm, [r.request_type for r in requests]):
+            if not held.issuperset(part):
+                held.difference_update(part)
+    return held

@@ -5,6 +5,7 @@ Layout of the staging directory (the run directory once complete, less `.resume/
   samples/<benchmark>.jsonl        written when the benchmark completes (its final place)
   .resume/command.json             the options that make two invocations "the same command"
   .resume/fingerprint.json         what decides the answers (evalsuite.resume.fingerprint)
+  .resume/budget.json              the batching budget the first attempt chose (reused by the next ones)
   .resume/answers.jsonl            every answered request (evalsuite.resume.store)
   .resume/done/<benchmark>.json    the benchmark's score: marks it complete
   .resume/router/<benchmark>.parquet  its router counts (MoE models)
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from evalsuite.pipeline.evaluate import BenchmarkOutcome
 
 FINGERPRINT_FILE = "fingerprint.json"
+BUDGET_FILE = "budget.json"
 
 
 class RunSession:
@@ -128,6 +130,21 @@ class RunSession:
                 )
         if keys is None:
             atomic_write_json(path, fingerprint.to_dict())
+
+    def budget(self) -> int | None:
+        """The batching budget (`max_batch_tokens`) an earlier attempt chose, when it was left to the backend:
+        a resumed run batches as the first attempt did, whatever memory is free now."""
+        path = self.state / BUDGET_FILE
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+            value = json.loads(path.read_text(encoding="utf-8")).get("max_batch_tokens")
+            return value if isinstance(value, int) and value > 0 else None
+        return None
+
+    def keep_budget(self, max_batch_tokens: int | None) -> None:
+        """Record the budget the backend chose (once: the first attempt's stays)."""
+        path = self.state / BUDGET_FILE
+        if max_batch_tokens is not None and not path.exists():
+            atomic_write_json(path, {"max_batch_tokens": max_batch_tokens})
 
     def _holds_work(self) -> bool:
         """Anything an earlier attempt computed: answers, samples or completed benchmarks."""
