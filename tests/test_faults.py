@@ -293,7 +293,7 @@ def test_a_cell_of_the_wrong_type_is_one_line_naming_the_row(work, unloadable_mo
     row = {**arc_row(0, ["a", "b"]), "choices": "a, b"}  # a string where the Hub dataset has a struct
     write_split(work / "data", "allenai/ai2_arc", "ARC-Challenge", "test", [row])
     code, err = invoke(capsys, "run", "--model", str(unloadable_model), "--data-dir", "data", "--benchmarks", "arc")
-    assert_one_line_error(code, err, "ARC-Challenge/test row 0", "wrong type", "choices: str", "schema")
+    assert_one_line_error(code, err, "ARC-Challenge/test row 0", "choices is a str", "choices.text", "schema")
 
 
 @pytest.mark.parametrize(

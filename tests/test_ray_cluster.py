@@ -188,22 +188,32 @@ def test_a_node_lost_while_its_replica_loads_leaves_the_run_of_one_process(
     same_samples(one_process, out)
 
 
-def test_no_ray_address_starts_a_private_instance_whatever_cluster_this_machine_knows(
+@pytest.mark.slow
+def test_no_ray_address_runs_beside_a_live_cluster_in_a_private_instance(
     cluster: Cluster, one_process: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The cluster above is alive and named in its temp dir's current-cluster file; a stale file (a cluster
-    since stopped) is checked too."""
+    """The cluster above is alive and named in its temp dir's current-cluster file."""
+    assert (Path(cluster.env["RAY_TMPDIR"]) / "ray" / "ray_current_cluster").exists()
+    monkeypatch.setenv("RAY_TMPDIR", cluster.env["RAY_TMPDIR"])
+    out = tmp_path / "run"
+    assert run_cli(*command(out, "--data-parallel", "2")) == 0
+    same_samples(one_process, out)
+
+
+def test_no_ray_address_ignores_a_stale_cluster_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `ray start` on this machine since stopped: its file names an address nothing answers on."""
+    from evalsuite.engine.base import ParallelOptions
+    from evalsuite.engine.parallel import _start_ray
+
     stale = tempfile.mkdtemp(prefix="ray", dir="/tmp")
     (Path(stale) / "ray").mkdir()
     (Path(stale) / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{free_port()}")
+    monkeypatch.setenv("RAY_TMPDIR", stale)
     try:
-        for temp in (cluster.env["RAY_TMPDIR"], stale):
-            assert (Path(temp) / "ray" / "ray_current_cluster").exists()
-            monkeypatch.setenv("RAY_TMPDIR", temp)
-            out = tmp_path / Path(temp).name
-            assert run_cli(*command(out, "--data-parallel", "2")) == 0
-            same_samples(one_process, out)
+        assert _start_ray(ParallelOptions(replicas=2)) is True  # started an instance of its own
+        assert len(ray.nodes()) == 1 and ray.cluster_resources()["CPU"] >= 2
     finally:
+        ray.shutdown()
         shutil.rmtree(stale, ignore_errors=True)
 
 
