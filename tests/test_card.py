@@ -646,3 +646,27 @@ def test_a_card_of_another_model_is_refused_unless_the_name_is_given(tmp_path, c
     # Saying which name the results go under is the decision the refusal asks for.
     assert main(["card", str(run_dir), "--update", str(path), "--model-name", "BurningBruce-005"]) == 0
     assert path.read_bytes() != original
+
+
+# --- a model name is text ------------------------------------------------------------------------------
+
+HOSTILE = 'evil<img src=x onerror="alert(1)">[click](phish.html)`x`'
+
+
+def test_a_model_name_with_markup_shows_as_text_in_heading_and_model_index():
+    text = card.update_card_text(None, make_run(NEW, model=f"org/{HOSTILE}"), details=["runs/x"])
+    from markdown_it import MarkdownIt
+
+    body = text.split("---\n", 2)[2]
+    html = MarkdownIt("commonmark").render(body.split("\n", 1)[0])  # the heading as the Hub renders it
+    assert "<img" not in html and 'href="phish.html"' not in html and "<code>" not in html
+    assert "evil&lt;img" in html  # the name is still there, as text
+    name = front_matter(text)["model-index"][0]["name"]
+    assert "<img" not in MarkdownIt("commonmark").renderInline(name) and "phish" in name
+
+
+def test_model_name_that_renames_a_card_says_so():
+    first = card.update_card_text(None, make_run(NEW), details=["runs/x"])
+    with pytest.warns(card.CardWarning, match=r"renames the model-index from 'model' to 'other-name'"):
+        again = card.update_card_text(first, make_run(NEW), details=["runs/x"], model_name="other-name")
+    assert front_matter(again)["model-index"][0]["name"] == "other-name"

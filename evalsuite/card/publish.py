@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from evalsuite.card import hub_eval_results as eval_results
@@ -15,7 +15,8 @@ from evalsuite.card.read import read_text, warn
 from evalsuite.card.source import origins_of
 from evalsuite.card.update import merge_runs, update_card_text
 from evalsuite.errors import ConfigError, OutputExistsError
-from evalsuite.fsio import atomic_write_bytes, atomic_write_text
+from evalsuite.fsio import atomic_write_bytes, atomic_write_text, resolve_link
+from evalsuite.paths import public_url
 from evalsuite.results import RESULTS_FILE, RunResult, load_run
 
 BACKUP_SUFFIX = ".bak"
@@ -56,7 +57,8 @@ def backup_path(path: Path) -> Path:
 
 def write_card(path: Path, text: str) -> str:
     """Write atomically, an existing card first copied to `<card>.bak`; returns created/updated/unchanged.
-    A read-only card is a CardError."""
+    A read-only card is a CardError. A card that is a symbolic link stays one: its target is written."""
+    path = resolve_link(path)
     check_writable(path)
     if path.exists():
         old = path.read_bytes()
@@ -80,8 +82,23 @@ def _link(run: RunResult, card_dir: Path) -> str:
     return RESULTS_FILE if rel == "." else rel
 
 
+def _published(url: str | None, option: str) -> str | None:
+    """A URL the card will show, without credentials (a card is public): said when some were taken out."""
+    if url is None:
+        return None
+    public = public_url(url)
+    if public != url:
+        warn(f"{option}: the credentials in the URL are left out of the card ({public})")
+    return public
+
+
 def plan_card(req: CardRequest) -> CardPlan:
     """The card text for the request and its target; nothing is written (bad input fails here)."""
+    req = replace(
+        req,
+        source_url=_published(req.source_url, "--source-url"),
+        details_url=_published(req.details_url, "--details-url"),
+    )
     if not req.runs:
         raise ConfigError("give one or more run directories (or --from-card CARD to read a card)")
     run, origins = merge_runs([load_run(r) for r in req.runs])

@@ -24,9 +24,6 @@ if TYPE_CHECKING:
 Row = dict[str, Any]
 
 
-OFFLINE_FIX = "or run offline with --data-dir DIR, a copy written by `evalsuite data pull DIR`"
-
-
 def _offline() -> bool:
     return any(os.environ.get(v, "").lower() in {"1", "true", "yes"} for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
 
@@ -53,12 +50,13 @@ class LocalDirSource:
     """An offline copy; `evalsuite data pull DIR` writes one."""
 
     root: Path
+    option: str = "--data-dir"  # how the command that reads it names it (`data pull`: --from-dir)
     # "<dataset>/<config>/<split>" -> sha256 of each file read, recorded in the run's provenance.
     _read: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not Path(self.root).is_dir():
-            raise ConfigError(f"--data-dir {self.root}: no such directory; create it with `evalsuite data pull DIR`")
+            raise ConfigError(f"{self.option} {self.root}: no such directory; create it with `evalsuite data pull DIR`")
 
     def path(self, dataset: str, config: str, split: str) -> Path:
         return Path(self.root) / dataset / config / f"{split}.parquet"
@@ -91,14 +89,16 @@ class LocalDirSource:
 class HubSource:
     """The Hub datasets, through `datasets.load_dataset`."""
 
+    option: str = "--data-dir"  # the option of the command at hand that reads an offline copy instead
     # "<dataset>/<config>/<split>" -> "<dataset>@<commit sha>", recorded in the run's provenance.
     _read: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def table(self, dataset: str, config: str, split: str) -> pa.Table:
         if _offline():
+            make = " (make: DATA_DIR=DIR)" if self.option == "--data-dir" else ""
             raise ConfigError(
                 "HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set and no data dir was given; "
-                "pass --data-dir DIR (make: DATA_DIR=DIR) with a copy written by `evalsuite data pull DIR`"
+                f"pass {self.option} DIR{make} with a copy written by `evalsuite data pull DIR`"
             )
         import datasets
 
@@ -116,7 +116,8 @@ class HubSource:
     @functools.cache  # noqa: B019 - one lookup per dataset id; sources live for one run
     def _commit(self, dataset: str) -> str:
         """The dataset's current commit on the Hub (v1 pinned none; we record the one we read)."""
-        return snapshot(dataset, kind="dataset", fix=OFFLINE_FIX).commit
+        fix = f"or run offline with {self.option} DIR, a copy written by `evalsuite data pull DIR`"
+        return snapshot(dataset, kind="dataset", fix=fix).commit
 
     def describe(self) -> str:
         return "hub"
@@ -125,8 +126,9 @@ class HubSource:
         return dict(self._read)
 
 
-def source_for(data_dir: str | Path | None) -> DataSource:
-    return LocalDirSource(Path(data_dir)) if data_dir else HubSource()
+def source_for(data_dir: str | Path | None, option: str = "--data-dir") -> DataSource:
+    """The offline copy at `data_dir` (the command's `option`), else the Hub."""
+    return LocalDirSource(Path(data_dir), option) if data_dir else HubSource(option)
 
 
 def load_table(source: DataSource, spec: BenchmarkSpec, config: str, split: str) -> pa.Table:

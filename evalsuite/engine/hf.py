@@ -145,7 +145,7 @@ def _placement(device: str) -> tuple[Any, bool]:
 def load(opts: BackendOptions) -> HFBackend:
     """Load the model and tokenizer and wrap them as v1 ran (the one entry point of this backend)."""
     model, tokenizer, info = load_model(opts)
-    lm = make_lm(model, tokenizer, batch_size=opts.batch_size, max_length=info.max_length or DEFAULT_MAX_LENGTH)
+    lm = make_lm(model, tokenizer, batch_size=opts.batch_size or 1, max_length=info.max_length or DEFAULT_MAX_LENGTH)
     engine = engine_name(lm)
     return HFBackend(lm=lm, info=replace(info, engine=engine), module=model)
 
@@ -220,7 +220,7 @@ def load_model(opts: BackendOptions) -> tuple[Any, Any, ModelInfo]:
         architecture=(config.architectures or [type(model).__name__])[0],
         dtype=str(model.dtype).replace("torch.", ""),  # what it really computes in
         devices=tuple(devices),
-        batch_size=opts.batch_size,
+        batch_size=opts.batch_size or 1,
         max_length=opts.max_length or v1_max_length(config, tokenizer),
         num_parameters=sum(p.numel() for p in model.parameters()),
         weights_sha256=model_weights_sha256(opts, path, commit),

@@ -49,10 +49,11 @@ class VerifyReport:
     verdicts: tuple[BenchmarkVerdict, ...]
     skipped: Mapping[str, str] = field(default_factory=dict)  # benchmark -> why it was not compared
     left_out: Mapping[str, int] = field(default_factory=dict)  # --subset: reference documents not in the run
+    missing: tuple[str, ...] = ()  # benchmarks of the reference the run lacks (a difference, unless --subset)
 
     @property
     def ok(self) -> bool:
-        return all(v.verdict is not Verdict.DIFFERS for v in self.verdicts)
+        return not self.missing and all(v.verdict is not Verdict.DIFFERS for v in self.verdicts)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +66,7 @@ class VerifyReport:
             "benchmarks": [v.to_dict() for v in self.verdicts],
             "skipped": dict(self.skipped),
             "left_out": dict(self.left_out),
+            "missing": list(self.missing),
         }
 
 
@@ -147,18 +149,23 @@ def load_outputs(path: str | Path) -> Outputs:
 def verify(
     run: str | Path, against: str | Path, tolerance: Tolerance | None = None, *, subset: bool = False
 ) -> VerifyReport:
-    """Compare every benchmark the two directories share; the others are listed as skipped. `tolerance`:
-    None picks the policy from the dtypes both directories record (Tolerance.for_dtypes). `subset`: check
-    only the reference documents the run has (a --limit run), their scores recomputed on those documents."""
+    """Compare every benchmark the two directories share. A benchmark of the reference that the run lacks
+    is missing, a difference like a missing document; one only the run has is listed as skipped.
+    `tolerance`: None picks the policy from the dtypes both directories record (Tolerance.for_dtypes).
+    `subset`: check only the reference's benchmarks and documents the run has (a --limit or --benchmarks
+    run), their scores recomputed on those documents."""
     ours, ref = load_outputs(run), load_outputs(against)
     if tolerance is None:
         tolerance = Tolerance.for_dtypes(ours.dtype, ref.dtype)
-    verdicts, skipped, left_out = [], {}, {}
+    verdicts, skipped, left_out, missing = [], {}, {}, []
     for spec in BENCHMARKS:
         if spec.name not in ours.docs and spec.name not in ref.docs:
             continue
         if spec.name not in ours.docs:
-            skipped[spec.name] = "not in the run"
+            if subset:
+                skipped[spec.name] = "not in the run (--subset)"
+            else:
+                missing.append(spec.name)
         elif spec.name not in ref.docs:
             skipped[spec.name] = "not in the reference"
         else:
@@ -173,7 +180,7 @@ def verify(
             verdicts.append(compare_benchmark(spec, reference, ours.docs[spec.name], tolerance, stated_scores=stated))
     if not verdicts:
         raise RunDirError(f"{ours.path} and {ref.path} share no benchmark; nothing to verify")
-    return VerifyReport(ours.path, ref.path, tolerance, tuple(verdicts), skipped, left_out)
+    return VerifyReport(ours.path, ref.path, tolerance, tuple(verdicts), skipped, left_out, tuple(missing))
 
 
 def format_report(report: VerifyReport, max_listed: int = 5) -> str:
@@ -194,6 +201,8 @@ def format_report(report: VerifyReport, max_listed: int = 5) -> str:
         hidden = max(0, len(v.differences) - max_listed) + max(0, len(v.near_ties) - max_listed)
         if hidden:
             lines.append(f"    ... {hidden} more (see --json)")
+    for name in report.missing:
+        lines.append(f"{name:<11} missing           in the reference, not in the run (--subset: only what it has)")
     for name, why in report.skipped.items():
         lines.append(f"{name:<11} skipped           {why}")
     for name, n in report.left_out.items():

@@ -21,6 +21,7 @@ from typing import Any
 
 from lm_eval.api.model import LM
 
+from evalsuite.engine.fast import sparse
 from evalsuite.engine.fast.generate import GenerationRequest, Generator, cut, plain_greedy
 from evalsuite.engine.fast.scorer import Counters, PrefixScorer
 from evalsuite.engine.fast.ties import Settler
@@ -46,6 +47,9 @@ class FastLM(LM):
     # Prefixes are shared within a call: calls large enough that a benchmark's shots and preambles are
     # forwarded about once (the pipeline sends calls of this many requests; see evalsuite.engine.base).
     requests_per_call = {"loglikelihood": 4096, "generate_until": 64}
+    # An answer's last bits depend on the call's other requests (they share its passes): a resumed run
+    # sends a partly answered call whole again, so that its plan is the uninterrupted run's.
+    whole_calls = True
 
     def __init__(self, exact: Any, max_batch_tokens: int) -> None:
         super().__init__()
@@ -62,6 +66,7 @@ class FastLM(LM):
         self.configured_batch_tokens = max_batch_tokens
         self.precision = reduced_precision(self.model.dtype)
         self.batched_generation = self.precision is None
+        sparse.probe(self.model)  # before any request: the first pass must be batched like every other
         self.counters = Counters()
         self._exact = 0
         pad = self.tokenizer.pad_token_id
@@ -77,6 +82,10 @@ class FastLM(LM):
             "max_length": self.max_length,
             "generation": "batched" if self.batched_generation else "exact path (reduced precision)",
         }
+
+    def use_budget(self, max_batch_tokens: int) -> None:
+        """Batch by this budget from now on (the one a resumed run or the other replicas use)."""
+        self.max_batch_tokens = self.configured_batch_tokens = max_batch_tokens
 
     def stats(self) -> FastStats:
         c = self.counters
