@@ -89,7 +89,8 @@ def test_the_cycle_finder_sees_a_cycle_through_a_function_level_import() -> None
 # of the rooms of lower layers, never of its layer's other rooms or of a layer above (README, "Architecture").
 # tasks/ (shipped as evalsuite.tasks) holds the benchmarks' hook modules: one room with benchmarks/.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("<root>", "errors", "naming", "paths", "fsio", "cache", "precision", "choices"),  # leaves: no evalsuite imports
+    ("<root>", "errors"),  # evalsuite's version, the error classes
+    ("naming", "paths", "fsio", "cache", "precision", "choices"),  # leaves: small helpers and data types
     ("hub", "checks"),
     ("benchmarks",),
     ("scoring",),
