@@ -23,7 +23,7 @@ class Precision:
     significant_bits: int  # the implicit leading bit included: bfloat16 8, float16 11
     # How many spacings at the value two faithful computations of one log-likelihood differed by, at
     # most, where the same inputs were computed in other shapes: the exact path at batch size 8, the fast
-    # backend's cached prefixes (bench/RESULTS.md, "Reduced precision").
+    # backend's cached prefixes (bench/RESULTS.md, `bench/bf16_fidelity.py`).
     noise_spacings: int
     # The tolerance: one spacing for the final rounding plus the noise, rounded up to a power of two for
     # another machine's kernels.
