@@ -13,11 +13,11 @@ from typing import Any
 
 from lm_eval.api.model import LM
 
-from evalsuite.engine.fast.generate import GenerationRequest, Generator, cut, plain_greedy
+from evalsuite.engine.fast.generate import GenerationRequest, Generator, NonFiniteLogits, cut, plain_greedy
 from evalsuite.engine.fast.scorer import Counters, PrefixScorer
 from evalsuite.engine.fast.tokenize import encode, encode_pair, prefix_token_id
 from evalsuite.engine.fast.trie import build_plan
-from evalsuite.errors import ConfigError
+from evalsuite.errors import ConfigError, NonFiniteAnswer
 
 DEFAULT_MAX_GEN_TOKS = 256  # v1's cap, and lm-eval's default
 
@@ -130,8 +130,12 @@ class FastLM(LM):
             texts[i] = cut(self.tokenizer.decode(ids, skip_special_tokens=True), prepared[i].until)
             self.cache_hook.add_partial("generate_until", requests[i].args, texts[i])
 
-        generator.generate([prepared[i] for i in fast], done)
-        self.max_batch_tokens = generator.max_batch_tokens
+        try:
+            generator.generate([prepared[i] for i in fast], done)
+        except NonFiniteLogits as exc:  # before its answer exists: --resume asks for it again
+            raise NonFiniteAnswer("generate_until", requests[fast[exc.index]].args, exc.value, exc.generated) from None
+        finally:
+            self.max_batch_tokens = generator.max_batch_tokens
         self._on_exact_path("generate_until", requests, slow, texts)
         return texts
 
