@@ -283,8 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(
             f"{PARTS.get(part, part)}: lm-eval best batch by CPU time {best} ({cpus[best]:.1f} s), by model time "
-            f"{best_model}; fast {cpus[best] / cpus[fast_name]:.2f}× (CPU), {models[best_model] / models[fast_name]:.2f}× "
-            f"(model time), {walls[min(lm_eval_names, key=lambda n: walls[n])] / walls[fast_name]:.2f}× (wall)"
+            f"{best_model}; fast {cpus[best] / cpus[fast_name]:.2f}× (CPU), "
+            f"{models[best_model] / models[fast_name]:.2f}× (model time), "
+            f"{walls[min(lm_eval_names, key=lambda n: walls[n])] / walls[fast_name]:.2f}× (wall)"
         )
         for name in (LAST_LAYER_IN_FULL, FEED_FORWARD_IN_FULL):
             if name in cpus:

@@ -52,6 +52,7 @@ class FastLM(LM):
         self.configured_batch_tokens = max_batch_tokens
         self.counters = Counters()
         self._exact = 0
+        self._inputs: list[tuple[int, ...]] = []  # the log-likelihood model inputs since `take_inputs`
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else self.tokenizer.eos_token_id or 0)
 
@@ -69,9 +70,16 @@ class FastLM(LM):
         c = self.counters
         return FastStats(c.positions, c.padded, c.oom_retries, self._exact)
 
+    def take_inputs(self) -> list[tuple[int, ...]]:
+        """The model input of each log-likelihood request answered since the last call, left-truncated as
+        the exact path feeds it: what the accounting's unique-prefix floor counts, tokenised once."""
+        inputs, self._inputs = self._inputs, []
+        return inputs
+
     def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         prefix = prefix_token_id(self.tokenizer)
         encoded = [encode_pair(self.tokenizer, req.args[0], req.args[1], prefix) for req in requests]
+        self._inputs += [e.truncated_input(self.max_length) for e in encoded]
         fast = [i for i, e in enumerate(encoded) if e.fits(self.max_length) and self._in_window(e.length)]
         slow = sorted(set(range(len(requests))) - set(fast))
         plan = build_plan([encoded[i] for i in fast])

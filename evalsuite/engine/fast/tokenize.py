@@ -25,6 +25,10 @@ class TokenRequest:
         """What the model is fed: every token but the last, whose logits predict the continuation."""
         return (self.context + self.continuation)[:-1]
 
+    def truncated_input(self, max_length: int) -> tuple[int, ...]:
+        """The input as the exact path feeds it: its last `max_length` tokens."""
+        return (self.context + self.continuation)[-(max_length + 1) :][:-1]
+
     @property
     def length(self) -> int:
         return len(self.context) + len(self.continuation)
@@ -42,8 +46,7 @@ def encode(tokenizer: Any, text: str) -> list[int]:
 @functools.lru_cache(maxsize=4096)
 def _encode(tokenizer: Any, text: str) -> tuple[int, ...]:
     # A document's choices share its context: each context is encoded once for all of them (tokenizers
-    # hash by identity). The accounting encodes a benchmark's requests again after its calls; on large
-    # benchmarks most of those have left this cache by then and are encoded a second time.
+    # hash by identity).
     return tuple(tokenizer.encode(text, add_special_tokens=False))
 
 
