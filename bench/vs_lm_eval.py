@@ -240,7 +240,23 @@ def main(argv: list[str] | None = None) -> int:
                 for p in [*instances, WHOLE]
             )
             print(f"  repeat {repeat + 1}/{args.repeats}  {name:<26} {parts}", flush=True)
+        report(args, specs, prepared, flat_types, instances, outcomes, names, params, budget, repeat + 1)
+    return 0
 
+
+def report(
+    args: Any,
+    specs: Any,
+    prepared: Any,
+    flat_types: list[tuple[str, int]],
+    instances: dict[str, list[Any]],
+    outcomes: dict[str, Outcome],
+    names: list[str],
+    params: int,
+    budget: int,
+    repeats: int,
+) -> None:
+    """The tables over the repeats so far (printed after each repeat: a run cut short still reports)."""
     reference_name = f"lm-eval HFLM batch {LM_EVAL_BATCH_SIZES[0]}"
     reference = outcomes[reference_name].answers
     ref_pred = predictions(specs, prepared, flat_types, reference)
@@ -249,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"model: random Mixtral-shaped MoE, {params / 1e6:.1f}M parameters, float32, {args.threads} CPU threads; "
         f"{n_requests} requests ({', '.join(f'{k}: {len(v)}' for k, v in instances.items())}), "
-        f"{len(ref_pred)} documents; fast --max-batch-tokens {budget}; {args.repeats} interleaved repeats"
+        f"{len(ref_pred)} documents; fast --max-batch-tokens {budget}; {repeats} interleaved repeats so far"
     )
     fast_name = "evalsuite fast"
     differing = {}
@@ -298,7 +314,6 @@ def main(argv: list[str] | None = None) -> int:
         f"{differing[fast_name]}/{len(ref_pred)} = {differing[fast_name] / len(ref_pred):.2%}"
     )
     print(f"speedup vs lm-eval best batch: {whole_cpu[best] / whole_cpu[fast_name]:.2f}×")
-    return 0
 
 
 if __name__ == "__main__":
