@@ -6,7 +6,6 @@ forwarded once, a shared prefix once for all its requests)."""
 from __future__ import annotations
 
 import math
-
 from typing import Any
 
 import pytest
