@@ -111,6 +111,8 @@ def one_scale(scale: float, out: Path) -> dict[str, Any]:
     patches = [
         (evaluate, "prepare", "data preparation"),
         (tokenize, "_encode", "tokenisation"),
+        (fast_lm, "encode_pairs", "tokenisation"),
+        (accounting, "encode_pairs", "accounting tokenisation"),
         (fast_lm, "build_plan", "prefix trie"),
         (evaluate, "score_doc", "scoring documents"),
         (session.RunSession, "save_benchmark", "writing samples"),

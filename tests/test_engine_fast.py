@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from conftest import GOLDEN
-from evalsuite.engine.fast.tokenize import TokenRequest, encode_pair, prefix_token_id
+from evalsuite.engine.fast.tokenize import TokenRequest, encode_pair, encode_pairs, prefix_token_id
 from evalsuite.engine.fast.trie import build_plan, unique_prefix_floor
 from evalsuite.errors import ConfigError
 from evalsuite.moe import recorder as router
@@ -78,8 +78,10 @@ def _distinct_prefixes(inputs: list[tuple[int, ...]]) -> int:
 def test_tokenisation_is_the_exact_paths(loaded: tuple[Any, Any, Any]) -> None:
     hf, _ = _lms(loaded, 4096)
     _, tokenizer, _ = loaded
-    for context, continuation in PAIRS:
+    batched = encode_pairs(tokenizer, PAIRS + LONG_PAIRS, prefix_token_id(tokenizer))  # one batch call
+    for (context, continuation), in_batch in zip(PAIRS + LONG_PAIRS, batched, strict=True):
         ours = encode_pair(tokenizer, context, continuation, prefix_token_id(tokenizer))
+        assert in_batch == ours
         if context:
             want_ctx, want_cont = hf._encode_pair(context, continuation)
         else:  # lm-eval: the prefix token (BOS here) stands for the empty context

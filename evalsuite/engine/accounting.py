@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from evalsuite.benchmarks.contract import Request
-from evalsuite.engine.fast.tokenize import encode_pair, prefix_token_id
+from evalsuite.engine.fast.tokenize import encode_pairs, prefix_token_id
 from evalsuite.engine.fast.trie import unique_prefix_floor
 
 
@@ -42,12 +42,8 @@ class BenchmarkCost:
 
 def loglikelihood_inputs(tokenizer: Any, requests: Sequence[Request], max_length: int) -> list[tuple[int, ...]]:
     """The model input of each log-likelihood request, left-truncated as the exact path feeds it."""
-    prefix = prefix_token_id(tokenizer)
-    out = []
-    for req in requests:
-        if req.request_type == "loglikelihood":
-            out.append(encode_pair(tokenizer, req.context, req.continuation or "", prefix).truncated_input(max_length))
-    return out
+    pairs = [(req.context, req.continuation or "") for req in requests if req.request_type == "loglikelihood"]
+    return [r.truncated_input(max_length) for r in encode_pairs(tokenizer, pairs, prefix_token_id(tokenizer))]
 
 
 class Accountant:

@@ -15,7 +15,7 @@ from lm_eval.api.model import LM
 
 from evalsuite.engine.fast.generate import GenerationRequest, Generator, NonFiniteLogits, cut, plain_greedy
 from evalsuite.engine.fast.scorer import Counters, PrefixScorer
-from evalsuite.engine.fast.tokenize import encode, encode_pair, prefix_token_id
+from evalsuite.engine.fast.tokenize import encode, encode_pairs, prefix_token_id
 from evalsuite.engine.fast.trie import build_plan
 from evalsuite.errors import ConfigError, NonFiniteAnswer
 
@@ -78,7 +78,7 @@ class FastLM(LM):
 
     def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         prefix = prefix_token_id(self.tokenizer)
-        encoded = [encode_pair(self.tokenizer, req.args[0], req.args[1], prefix) for req in requests]
+        encoded = encode_pairs(self.tokenizer, [(req.args[0], req.args[1]) for req in requests], prefix)
         self._inputs += [e.truncated_input(self.max_length) for e in encoded]
         fast = [i for i, e in enumerate(encoded) if e.fits(self.max_length) and self._in_window(e.length)]
         slow = sorted(set(range(len(requests))) - set(fast))
