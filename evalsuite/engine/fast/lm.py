@@ -34,8 +34,9 @@ class FastStats:
 
 class FastLM(LM):
     # Prefixes are shared within a call: calls large enough that a benchmark's shots and preambles are
-    # forwarded about once (the pipeline sends calls of this many requests; see evalsuite.engine.base).
-    requests_per_call = {"loglikelihood": 4096, "generate_until": 64}
+    # forwarded about once, and generations many enough to fill the decoding steps (the pipeline sends
+    # calls of this many requests; see evalsuite.engine.base).
+    requests_per_call = {"loglikelihood": 4096, "generate_until": 256}
 
     def __init__(self, exact: Any, max_batch_tokens: int) -> None:
         super().__init__()
