@@ -23,7 +23,7 @@ from typing import Any
 from lm_eval.api.model import LM
 
 from evalsuite.engine.base import BackendOptions, ParallelOptions
-from evalsuite.errors import ConfigError, EvalsuiteError, ModelError, one_line
+from evalsuite.errors import ConfigError, EvalsuiteError, ModelError, NonFiniteAnswer, one_line
 from evalsuite.results import ModelInfo
 
 NAMESPACE = "evalsuite"
@@ -141,7 +141,7 @@ class DataParallelLM(LM):  # type: ignore[misc]
 
     def _call(self, request_type: str, requests: Sequence[Any]) -> list[Any]:
         import ray
-        from ray.exceptions import RayActorError
+        from ray.exceptions import RayActorError, RayTaskError
 
         with self._state:
             first = next(self._sequence) % len(self.actors)
@@ -159,6 +159,10 @@ class DataParallelLM(LM):  # type: ignore[misc]
                 except RayActorError as exc:
                     self._lose(k, len(requests), exc)
                     continue
+                except RayTaskError as exc:  # a non-finite answer stops the run as in one process
+                    if isinstance(exc.cause, NonFiniteAnswer):
+                        raise exc.cause from None
+                    raise
             if counts is not None and self.counts is not None:
                 self.counts.add(counts)
             return answers
