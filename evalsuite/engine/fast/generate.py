@@ -136,6 +136,8 @@ class Generator:
         """Calls `on_done(index, tokens)` with the generated token ids of each request (stop token included,
         as `generate` returns them) as soon as it stops. Raises NonFiniteLogits at the first request whose
         logits are not finite."""
+        import torch
+
         from evalsuite.engine.fast import sparse
 
         finished: set[int] = set()
@@ -143,8 +145,6 @@ class Generator:
         def done(index: int, tokens: list[int]) -> None:
             finished.add(index)
             on_done(index, tokens)
-
-        import torch
 
         waiting = sorted(range(len(requests)), key=lambda i: -len(requests[i].prompt))
         with sparse.installed(self.model), torch.no_grad():
