@@ -72,6 +72,10 @@ class RecipeError(EvalsuiteError, ValueError):
     """A merge recipe that cannot be merged: bad YAML or keys, unknown models, models that do not fit together."""
 
 
+class HubError(EvalsuiteError, OSError):
+    """A Hub request that failed: a missing or gated repo, a missing revision, a Hub that does not answer."""
+
+
 class OutputExistsError(EvalsuiteError, FileExistsError):
     """An output path that already holds something evalsuite will not overwrite."""
 

@@ -7,18 +7,24 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path, PurePath
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 REDACTED = "<redacted>"
-# Options whose value is a credential, whatever it looks like (`--token`, `--hf-api-key`, `--password`).
-_SECRET_OPTION = re.compile(r"^-{1,2}[\w-]*(token|key|secret|password|passwd|auth)[\w-]*$", re.IGNORECASE)
+# Options whose value is a credential, whatever it looks like (`--token`, `--hf-api-key`, `--password`;
+# not `--max-batch-tokens`, a count).
+_SECRET_OPTION = re.compile(r"^-{1,2}[\w-]*(token(?!s)|key|secret|password|passwd|auth)[\w-]*$", re.IGNORECASE)
 # Values shaped like the access tokens of the services a user of evalsuite holds (Hugging Face, OpenAI,
-# GitHub, Slack). Bare 40-character keys are left alone: a 40-hex commit sha looks the same and matters.
+# GitHub, Slack), wherever they stand: after a space, a `/`, or glued after a `_` or `-` in a file name.
+# Bare 40-character keys are left alone: a 40-hex commit sha looks the same and matters.
 _TOKEN = re.compile(
-    r"\b(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}|xox[abpr]-[\w-]{10,})"
+    r"(?<![A-Za-z0-9])(hf_[A-Za-z0-9]{20,}|sk-[A-Za-z0-9_-]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}"
+    r"|xox[abpr]-[\w-]{10,})"
 )
 # `HF_TOKEN=...` given as an argument (e.g. through `env` or a launcher).
 _SECRET_ASSIGNMENT = re.compile(r"^([\w-]*(?:TOKEN|KEY|SECRET|PASSWORD)[\w-]*=).+$", re.IGNORECASE)
+# URL query parameters that carry a credential (`?token=`, `access_token`, `api_key`, signed URLs' `sig`).
+_SECRET_PARAM = re.compile(r"(token|key|secret|password|passwd|auth|sig|signature|credential)", re.IGNORECASE)
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 
 def _inside(path: Path, root: Path) -> PurePath | None:
@@ -43,17 +49,57 @@ def display_path(path: str | os.PathLike[str]) -> str:
     return absolute.as_posix()
 
 
+def public_url(url: str) -> str:
+    """A URL without its credentials: the password of `user:password@` (the user too when it is a token)
+    and the value of every query parameter named like a credential become `<redacted>`."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return _TOKEN.sub(REDACTED, url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user = _TOKEN.sub(REDACTED, parts.username or "")
+        address = host + (f":{port}" if port is not None else "")
+        netloc = f"{user}:{REDACTED}@{address}" if parts.password is not None else f"{user}@{address}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(_SECRET_PARAM.search(name) for name, _ in pairs):
+            query = urlencode([(n, REDACTED if _SECRET_PARAM.search(n) else v) for n, v in pairs], safe="<>")
+    return _TOKEN.sub(REDACTED, urlunsplit(parts._replace(netloc=netloc, query=query)))
+
+
+def public_text(text: str, argv: Sequence[str] = ()) -> str:
+    """Any text evalsuite prints or writes that may hold a user's argument (an error message, a URL): the
+    values `argv` gives to credential options, token-shaped values and URL credentials redacted."""
+    for value in secret_values(argv):
+        text = text.replace(value, REDACTED)
+    return _TOKEN.sub(REDACTED, _URL.sub(lambda m: public_url(m.group(0)), text))
+
+
+def secret_values(argv: Sequence[str]) -> list[str]:
+    """The values of the credential options in a command line (`--token X`, `--hf-key=X`, `HF_TOKEN=X`)."""
+    values: list[str] = []
+    for previous, arg in zip(["", *argv], argv, strict=False):
+        if arg.startswith("-") and "=" in arg and _SECRET_OPTION.match(arg.split("=", 1)[0]):
+            values.append(arg.split("=", 1)[1])
+        elif _SECRET_OPTION.match(previous) and not arg.startswith("-"):
+            values.append(arg)
+        elif m := _SECRET_ASSIGNMENT.match(arg):
+            values.append(arg[len(m.group(1)) :])
+    return sorted((v for v in values if v), key=len, reverse=True)  # longest first: no partial leftovers
+
+
 def _public_value(value: str, option: str | None) -> str:
     if option is not None and _SECRET_OPTION.match(option):
         return REDACTED
     m = _SECRET_ASSIGNMENT.match(value)
     if m:
         return m.group(1) + REDACTED
+    if "://" in value:
+        return public_url(value)
     value = _TOKEN.sub(REDACTED, value)
-    parts = urlsplit(value) if "://" in value else None
-    if parts is not None and parts.password:  # https://user:secret@host/...
-        host = parts.hostname or ""
-        return urlunsplit(parts._replace(netloc=f"{parts.username}:{REDACTED}@{host}"))
     return display_path(value) if os.path.isabs(value) else value
 
 
@@ -88,3 +134,9 @@ def link_target(target: str | os.PathLike[str]) -> str:
 def link_text(text: str) -> str:
     """Text for between `[` and `]`: brackets and backslashes escaped."""
     return re.sub(r"([\\\[\]])", r"\\\1", text)
+
+
+def markdown_text(text: str) -> str:
+    """A name for a card's heading or model-index: the characters that make links, HTML or code in
+    Markdown backslash-escaped (`\\`, `[`, `]`, `<`, `>`, `&`, `*`, backtick), so it shows as written."""
+    return re.sub(r"([\\\[\]<>&*`])", r"\\\1", text)

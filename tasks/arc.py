@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from evalsuite.benchmarks.contract import Doc
+from evalsuite.benchmarks.contract import Doc, cell
 from evalsuite.benchmarks.contract import choice_doc_requests as requests
 from evalsuite.benchmarks.contract import choice_score as score
 from evalsuite.benchmarks.contract import choice_shot as shot
@@ -23,6 +23,6 @@ def process_doc(row: Doc, config: str) -> Doc:
         raise DataError(f"answerKey {row['answerKey']!r} is not one of A-E or 1-5")
     return {
         "query": QUERY.format(question=row["question"]),
-        "choices": list(row["choices"]["text"]),
+        "choices": list(cell(row, "choices.text", list)),
         "gold": LETTERS.index(key),
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from evalsuite.benchmarks.contract import Doc
+from evalsuite.benchmarks.contract import Doc, cell
 from evalsuite.benchmarks.contract import choice_doc_requests as requests
 from evalsuite.benchmarks.contract import choice_score as score
 from evalsuite.benchmarks.contract import choice_shot as shot
@@ -27,7 +27,7 @@ def preprocess(text: str) -> str:
 def process_doc(row: Doc, config: str) -> Doc:
     # str.capitalize() also lower-cases the rest of ctx_b: v1 did this, so we do too.
     ctx = row["ctx_a"] + " " + row["ctx_b"].capitalize()
-    choices = [preprocess(e) for e in row["endings"]]
+    choices = [preprocess(e) for e in cell(row, "endings", list)]
     gold = int(row["label"])
     if not 0 <= gold < len(choices):
         raise DataError(f"label {row['label']!r} is not an index into its {len(choices)} endings")

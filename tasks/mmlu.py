@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from evalsuite.benchmarks.contract import Doc, Request, Scored, choice_requests, multiple_choice_metrics
+from evalsuite.benchmarks.contract import Doc, Request, Scored, cell, choice_requests, multiple_choice_metrics
 from evalsuite.errors import DataError
 
 DESCRIPTION = "The following are multiple choice questions (with answers) about {subject}."
@@ -34,7 +34,7 @@ def description(config: str) -> str:
 
 def process_doc(row: Doc, config: str) -> Doc:
     # The question is stripped, the choices are not (some end in spaces, and v1 kept them).
-    if not 0 <= int(row["answer"]) < len(LETTERS) or len(row["choices"]) != len(LETTERS):
+    if not 0 <= int(row["answer"]) < len(LETTERS) or len(cell(row, "choices", list)) != len(LETTERS):
         raise DataError(f"answer {row['answer']!r} with {len(row['choices'])} choices; MMLU has 4 choices, answer 0-3")
     options = "".join(f"{letter}. {choice}\n" for letter, choice in zip(LETTERS, row["choices"], strict=False))
     return {"query": f"{row['question'].strip()}\n{options}Answer:", "gold": int(row["answer"])}

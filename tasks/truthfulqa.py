@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from evalsuite.benchmarks.contract import Doc, Request, Scored, choice_requests
+from evalsuite.benchmarks.contract import Doc, Request, Scored, cell, choice_requests
 from evalsuite.benchmarks.contract import no_description as description
 from evalsuite.errors import DataError
 
@@ -29,12 +29,13 @@ __all__ = ["description", "process_doc", "shot", "requests", "score", "mc2"]
 
 
 def process_doc(row: Doc, config: str) -> Doc:
-    if 0 not in row["mc2_targets"]["labels"]:
+    mc1, mc2 = cell(row, "mc1_targets.choices", list), cell(row, "mc2_targets.choices", list)
+    if 0 not in cell(row, "mc2_targets.labels", list):
         raise DataError("mc2_targets.labels has no 0 (false) label; mc2 needs at least one")
     return {
         "query": QUERY.format(question=row["question"]),
-        "mc1_choices": list(row["mc1_targets"]["choices"]),
-        "mc2_choices": list(row["mc2_targets"]["choices"]),
+        "mc1_choices": list(mc1),
+        "mc2_choices": list(mc2),
         "mc2_labels": [int(x) for x in row["mc2_targets"]["labels"]],
     }
 

@@ -85,6 +85,66 @@ def test_the_cycle_finder_sees_a_cycle_through_a_function_level_import() -> None
     assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
 
 
+# The folders ("rooms") of evalsuite from the bottom up: a module may import modules of its own room and
+# of the rooms of lower layers, never of its layer's other rooms or of a layer above (README, "Architecture").
+# tasks/ (shipped as evalsuite.tasks) holds the benchmarks' hook modules: one room with benchmarks/.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("<root>", "errors"),  # evalsuite's version, the error classes
+    ("naming", "paths", "fsio", "cache", "precision", "choices"),  # leaves: small helpers and data types
+    ("hub", "checks"),
+    ("benchmarks",),
+    ("scoring",),
+    ("results",),
+    ("data", "moe"),
+    ("engine",),
+    ("card", "resume"),
+    ("pipeline",),
+    ("fidelity", "demo"),
+    ("compare",),
+    ("merge",),
+    ("cli",),
+)
+LAYER_OF = {room: i for i, rooms in enumerate(LAYERS) for room in rooms}
+
+
+def room(module: str) -> str:
+    """evalsuite.engine.fast.lm -> engine; evalsuite.scoring -> scoring; evalsuite -> <root>."""
+    parts = module.split(".")
+    if len(parts) == 1:
+        return "<root>"
+    return "benchmarks" if parts[1] == "tasks" else parts[1]
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Every import of a module in another room that is not in a lower layer."""
+    return sorted(
+        (a, b)
+        for a, targets in graph.items()
+        for b in targets
+        if room(a) != room(b) and LAYER_OF[room(b)] >= LAYER_OF[room(a)]
+    )
+
+
+def test_every_room_has_a_place_in_the_layers() -> None:
+    rooms = {room(m) for m in _modules()}
+    assert rooms == set(LAYER_OF), f"place these in LAYERS: {sorted(rooms - set(LAYER_OF))}"
+
+
+def test_a_folder_imports_only_folders_below_it() -> None:
+    graph = import_graph(_modules())
+    assert upward_imports(graph) == []
+
+
+def test_an_injected_upward_import_is_found() -> None:
+    graph = import_graph(_modules())
+    graph["evalsuite.results.types"].add("evalsuite.pipeline.run")  # data types reaching up to the pipeline
+    graph["evalsuite.card.update"].add("evalsuite.resume.store")  # a room of the same layer
+    assert upward_imports(graph) == [
+        ("evalsuite.card.update", "evalsuite.resume.store"),
+        ("evalsuite.results.types", "evalsuite.pipeline.run"),
+    ]
+
+
 @pytest.mark.parametrize(
     "command", [[], ["run"], ["data", "pull"], ["card"], ["compare"], ["router-stats"], ["verify"], ["merge"]]
 )

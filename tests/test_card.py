@@ -376,7 +376,10 @@ def test_a_second_identical_update_is_a_no_op_with_a_backup_of_the_first(tmp_pat
     assert "card unchanged" in capsys.readouterr().out
     assert path.read_bytes() == first
     assert (tmp_path / "README.md.bak").read_bytes() == original
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "README.md.bak", "run"]  # no temp files
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".eval_results", "README.md", "README.md.bak", "run"]
+    # the six .eval_results files beside the card, written once (no temp files, no backups of unchanged ones)
+    written = sorted(p.name for p in (tmp_path / ".eval_results").iterdir())
+    assert written == sorted(f"{s.name}.yaml" for s in BENCHMARKS)
 
 
 def test_updating_the_seed_keeps_its_body_and_other_keys(tmp_path):
@@ -619,10 +622,10 @@ def test_push_offline_fails_cleanly_and_leaves_the_card_unchanged(tmp_path, caps
     run_dir = write_run(tmp_path / "run", make_run(NEW, model="ConvexAI/BurningBruce-005"))
     assert main(["card", str(run_dir), "--update", str(path), "--push", "org/model"]) == 1
     err = capsys.readouterr().err
-    assert "error: --push org/model: the Hub refused or could not be reached" in err
+    assert "error: model org/model: HF_HUB_OFFLINE is set" in err and "nothing was pushed or written" in err
     assert path.read_bytes() == before
     assert main(["card", str(run_dir), "--push", "org/model"]) == 1  # no local card: fetches the Hub's
-    assert "error: --push org/model: cannot fetch its README.md" in capsys.readouterr().err
+    assert "error: model org/model: HF_HUB_OFFLINE is set" in capsys.readouterr().err
 
 
 def test_from_card_and_runs_do_not_mix(tmp_path, capsys):
@@ -643,3 +646,27 @@ def test_a_card_of_another_model_is_refused_unless_the_name_is_given(tmp_path, c
     # Saying which name the results go under is the decision the refusal asks for.
     assert main(["card", str(run_dir), "--update", str(path), "--model-name", "BurningBruce-005"]) == 0
     assert path.read_bytes() != original
+
+
+# --- a model name is text ------------------------------------------------------------------------------
+
+HOSTILE = 'evil<img src=x onerror="alert(1)">[click](phish.html)`x`'
+
+
+def test_a_model_name_with_markup_shows_as_text_in_heading_and_model_index():
+    text = card.update_card_text(None, make_run(NEW, model=f"org/{HOSTILE}"), details=["runs/x"])
+    from markdown_it import MarkdownIt
+
+    body = text.split("---\n", 2)[2]
+    html = MarkdownIt("commonmark").render(body.split("\n", 1)[0])  # the heading as the Hub renders it
+    assert "<img" not in html and 'href="phish.html"' not in html and "<code>" not in html
+    assert "evil&lt;img" in html  # the name is still there, as text
+    name = front_matter(text)["model-index"][0]["name"]
+    assert "<img" not in MarkdownIt("commonmark").renderInline(name) and "phish" in name
+
+
+def test_model_name_that_renames_a_card_says_so():
+    first = card.update_card_text(None, make_run(NEW), details=["runs/x"])
+    with pytest.warns(card.CardWarning, match=r"renames the model-index from 'model' to 'other-name'"):
+        again = card.update_card_text(first, make_run(NEW), details=["runs/x"], model_name="other-name")
+    assert front_matter(again)["model-index"][0]["name"] == "other-name"

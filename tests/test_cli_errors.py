@@ -97,7 +97,7 @@ def test_model_path_that_does_not_exist(work, winogrande_data, capsys):
 def test_hub_model_id_while_offline_names_the_id_and_what_to_check(work, winogrande_data, capsys):
     before = snapshot(work)
     code, err = invoke(capsys, *run_args("nobody-evalsuite-test/no-model", winogrande_data))
-    assert_one_line_error(code, err, "'nobody-evalsuite-test/no-model'", "HF_HUB_OFFLINE")
+    assert_one_line_error(code, err, "nobody-evalsuite-test/no-model", "HF_HUB_OFFLINE", "local model directory")
     assert snapshot(work) == before
 
 
@@ -314,4 +314,21 @@ def test_output_dir_that_is_a_file_says_so(work, winogrande_data, unloadable_mod
     before = snapshot(work)
     code, err = invoke(capsys, *run_args(unloadable_model, winogrande_data, out=str(work / "empty-file")))
     assert_one_line_error(code, err, "--output-dir", "is a file, not a directory")
+    assert snapshot(work) == before
+
+
+@pytest.mark.parametrize(
+    ("backend", "option", "value", "names"),
+    [
+        ("fast", "--batch-size", "4", ("--batch-size is the hf backend's", "--max-batch-tokens")),
+        ("hf", "--max-batch-tokens", "512", ("--max-batch-tokens is the fast backend's", "--batch-size")),
+        ("vllm", "--max-batch-tokens", "512", ("--max-batch-tokens is the fast backend's", "vllm")),
+    ],
+)
+def test_a_batching_option_of_another_backend_is_refused_not_ignored(
+    work, winogrande_data, unloadable_model, capsys, backend, option, value, names
+):
+    before = snapshot(work)
+    code, err = invoke(capsys, *run_args(unloadable_model, winogrande_data, "--backend", backend, option, value))
+    assert_one_line_error(code, err, *names)
     assert snapshot(work) == before

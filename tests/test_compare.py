@@ -376,3 +376,17 @@ def test_within_rounding_needs_a_continuous_metric_and_the_same_card_value(tmp_p
     assert result.loc[("org/b", "winogrande"), "within_rounding"] is None
     assert result.loc[("org/b", "truthfulqa"), "within_rounding"] is False
     assert result.loc[("org/b", "truthfulqa"), "significant"]
+
+
+def test_a_nan_document_metric_gets_no_verdict_but_a_reason(tmp_path):
+    a = write_run(tmp_path, "org/a", {"truthfulqa": [0.2, 0.4, 0.6, 0.8]})
+    b = write_run(tmp_path, "org/b", {"truthfulqa": [0.2, 0.4, 0.6, 0.8]})
+    samples = b / "samples" / "truthfulqa.jsonl"  # a NaN model's mc2, as another tool's JSON writes it
+    rows = samples.read_text().splitlines()
+    rows[1] = rows[1].replace('"mc2": 0.4', '"mc2": NaN')
+    samples.write_text("\n".join(rows) + "\n")
+    result = compare([a, b], n_resamples=100)
+    row = result.significance.loc[("org/b", "truthfulqa")]
+    assert "non-finite mc2 on 1 documents (doc 1 first)" in row["reason"] and not row["significant"]
+    report = result.significance_md()
+    assert "within noise" not in report and "non-finite mc2" in report

@@ -457,3 +457,74 @@ def test_layers_sharing_a_feed_forward_run_in_full() -> None:
     assert len(sparse.feed_forwards(model)) == 2
     model.model.layers[1].mlp = model.model.layers[0].mlp
     assert sparse.feed_forwards(model) == []
+
+
+# --- bits independent of the process's history ------------------------------------------------------
+
+
+def _reference_requests() -> list[Any]:
+    """ARC's and HellaSwag's first 20 documents of the reference data: one call of the fast backend."""
+    from evalsuite.benchmarks.table import select
+    from evalsuite.data.sources import source_for
+    from evalsuite.pipeline.evaluate import prepare_all
+
+    specs = select(("arc", "hellaswag"))
+    prepared = prepare_all(specs, source_for(GOLDEN / "data"), 20)
+    return _instances("loglikelihood", [r.arguments for s in specs for item in prepared[s.name] for r in item.requests])
+
+
+def test_a_resumed_call_answers_bit_for_bit_as_the_uninterrupted_one(loaded: tuple[Any, Any, Any], tmp_path) -> None:
+    from evalsuite.resume.lm import answered_already, resumable
+    from evalsuite.resume.store import AnswerStore
+
+    requests = _reference_requests()
+    _, fast = _lms(loaded, 8192)
+    assert len(requests) <= fast.requests_per_call["loglikelihood"]
+    whole = resumable(fast, AnswerStore(tmp_path / "whole.jsonl", "fp"))
+    uninterrupted = whole.loglikelihood(requests)
+    whole.store.close()
+    # the first half of the answers, as they reached the store before a kill
+    lines = (tmp_path / "whole.jsonl").read_bytes().splitlines(keepends=True)
+    (tmp_path / "killed.jsonl").write_bytes(b"".join(lines[: len(lines) // 2]))
+    _, again = _lms(loaded, 8192)
+    resumed = resumable(again, AnswerStore(tmp_path / "killed.jsonl", "fp"))
+    assert answered_already(resumed, requests) == set()  # a partly answered call is asked again, whole
+    assert resumed.loglikelihood(requests) == uninterrupted  # every bit
+
+
+def test_the_cpu_budget_does_not_follow_free_memory() -> None:
+    import numpy as np
+    import torch
+
+    from evalsuite.engine.fast.budget import default_max_batch_tokens
+
+    LARGE = dict(
+        hidden_size=8192, num_attention_heads=64, num_key_value_heads=8, num_hidden_layers=80,
+        intermediate_size=28672, num_experts_per_tok=2,
+    )  # fmt: skip
+
+    class Large(torch.nn.Module):
+        """A 70B-shaped config (the budget reads the config and the weights' element size only)."""
+
+        config = type("Config", (), LARGE)()
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    model = Large()
+    before = default_max_batch_tokens(model)
+    taken = np.ones(2**30 // 8)  # 1 GiB less free memory, as a process that ran other benchmarks holds
+    assert default_max_batch_tokens(model) == before
+    del taken
+
+
+def test_the_first_call_of_a_process_answers_as_every_later_one() -> None:
+    from evalsuite.engine.base import BackendOptions
+    from evalsuite.engine.hf import load_model
+
+    fresh = load_model(BackendOptions(model=str(TINY_MOE), device="cpu", dtype="float32"))  # nothing ran on it
+    requests = _reference_requests()
+    _, fast = _lms(fresh, 8192)
+    first = fast.loglikelihood(requests)
+    assert fast.loglikelihood(requests) == first  # every bit: what ran before in the process does not matter

@@ -277,7 +277,7 @@ def test_disk_full_while_keeping_answers_names_the_file_and_keeps_what_was_writt
     from evalsuite.errors import RunDirError
     from evalsuite.resume.store import AnswerStore
 
-    store = AnswerStore(tmp_path / "answers.jsonl")
+    store = AnswerStore(tmp_path / "answers.jsonl", "fp")
     store.put("a" * 64, [-1.5, False])
     size = (tmp_path / "answers.jsonl").stat().st_size
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
@@ -290,7 +290,7 @@ def test_disk_full_while_keeping_answers_names_the_file_and_keeps_what_was_writt
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
         signal.signal(signal.SIGXFSZ, previous)
     store.close()
-    assert AnswerStore(tmp_path / "answers.jsonl").answers == {"a" * 64: [-1.5, False]}
+    assert AnswerStore(tmp_path / "answers.jsonl", "fp").answers == {"a" * 64: [-1.5, False]}
 
 
 def test_compare_on_a_truncated_samples_file_names_the_file_and_line(tmp_path, tiny_run, capsys):
@@ -304,3 +304,44 @@ def test_compare_on_a_truncated_samples_file_names_the_file_and_line(tmp_path, t
     # compare still reports the other benchmarks; arc's paired test names the damage instead of a traceback
     assert code == 0 and "Traceback" not in err
     assert f"{path} line " in out and "truncated" in out
+
+
+def test_a_full_disk_while_writing_a_result_names_the_file(tmp_path, capsys):
+    import resource
+
+    from evalsuite.fsio import atomic_write_text
+
+    target = tmp_path / "samples" / "arc.jsonl"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG, as ENOSPC would
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1000, hard))
+    try:
+        with pytest.raises(OSError) as caught:
+            atomic_write_text(target, "x" * 100_000)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert str(target) in str(caught.value) and "could not write" in str(caught.value)
+    assert list(target.parent.iterdir()) == []  # no temp file left behind
+
+
+def test_a_cell_of_the_wrong_type_is_one_line_naming_the_row(work, unloadable_model, capsys):
+    write_split(work / "data", "allenai/ai2_arc", "ARC-Challenge", "train", [arc_row(i, ["a", "b"]) for i in range(25)])
+    row = {**arc_row(0, ["a", "b"]), "choices": "a, b"}  # a string where the Hub dataset has a struct
+    write_split(work / "data", "allenai/ai2_arc", "ARC-Challenge", "test", [row])
+    code, err = invoke(capsys, "run", "--model", str(unloadable_model), "--data-dir", "data", "--benchmarks", "arc")
+    assert_one_line_error(code, err, "ARC-Challenge/test row 0", "choices is a str", "choices.text", "schema")
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        (["--from-dir", "nowhere"], ("--from-dir nowhere: no such directory",)),
+        ([], ("HF_HUB_OFFLINE", "pass --from-dir DIR")),  # offline, from the Hub
+    ],
+)
+def test_data_pull_names_its_own_options(work, capsys, args, names):
+    code, err = invoke(capsys, "data", "pull", "copy", "--benchmarks", "arc", *args)
+    line = err.strip().split("\n")[-1].split("\r")[-1]  # after the progress bar, when it started
+    assert code == 1 and line.startswith("error: ") and all(name in line for name in names), err
+    assert "--data-dir" not in line

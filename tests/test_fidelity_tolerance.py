@@ -70,16 +70,20 @@ def test_a_flip_outside_a_near_tie_differs() -> None:
 
 
 def test_acc_norm_near_ties_are_judged_per_character() -> None:
-    # Raw margin 2.0003 (no tie for acc); per character of the choice (the continuation without v1's
-    # leading space) -2/4 = -0.5 vs -4.0003/8 = -0.5000375: a tie.
+    # Raw margin 2.0002 (no tie for acc); per character of the choice (the continuation without v1's
+    # leading space) -2/4 = -0.5 vs -4.0002/8 = -0.500025: closer than ε/4 + ε/8 = 3.75e-5, a tie.
     conts = (" abcd", " abcdefgh")
-    ref = choice_doc([-2.0, -4.0003], {"acc": 1.0, "acc_norm": 1.0}, conts)
-    run = choice_doc([-2.0, -4.0003], {"acc": 1.0, "acc_norm": 0.0}, conts)
+    ref = choice_doc([-2.0, -4.0002], {"acc": 1.0, "acc_norm": 1.0}, conts)
+    run = choice_doc([-2.0, -4.0002], {"acc": 1.0, "acc_norm": 0.0}, conts)
     verdict = compare_benchmark(ARC, [ref], [run])
-    assert [(t.metric, t.margin) for t in verdict.near_ties] == [("acc_norm", pytest.approx(-0.5 + 4.0003 / 8))]
+    assert [(t.metric, t.margin) for t in verdict.near_ties] == [("acc_norm", pytest.approx(-0.5 + 4.0002 / 8))]
     assert verdict.verdict is Verdict.WITHIN
-    flipped_acc = choice_doc([-2.0, -4.0003], {"acc": 0.0, "acc_norm": 1.0}, conts)
+    flipped_acc = choice_doc([-2.0, -4.0002], {"acc": 0.0, "acc_norm": 1.0}, conts)
     assert compare_benchmark(ARC, [ref], [flipped_acc]).verdict is Verdict.DIFFERS
+    # Per character, ε moves a score by ε / its length: a per-character margin of 4e-5 is no tie.
+    far = choice_doc([-2.0, -4.00032], {"acc": 1.0, "acc_norm": 1.0}, conts)
+    far_run = choice_doc([-2.0, -4.00032], {"acc": 1.0, "acc_norm": 0.0}, conts)
+    assert compare_benchmark(ARC, [far], [far_run]).verdict is Verdict.DIFFERS
 
 
 def test_one_changed_context_byte_differs() -> None:

@@ -239,3 +239,18 @@ def test_subset_still_checks_the_runs_own_score(tiny_run: Path, tmp_path: Path) 
     report = verify(copy, GOLDEN / "golden" / "tiny-moe", subset=True)
     assert not report.ok
     assert [v.verdict for v in report.verdicts if v.benchmark == "arc"] == [Verdict.DIFFERS]
+
+
+def test_a_run_lacking_a_benchmark_of_the_reference_differs_unless_subset(
+    perturbed: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    golden = GOLDEN / "golden" / "tiny-moe"
+    partial = shutil.copytree(perturbed["tiny-moe"], tmp_path / "partial")
+    (partial / "samples" / "gsm8k.jsonl").unlink()  # a run of five benchmarks, all five within tolerance
+    report = verify(partial, golden)
+    assert not report.ok and report.missing == ("gsm8k",)
+    assert run_cli("verify", str(partial), "--against", str(golden)) == 1
+    out = capsys.readouterr().out
+    assert "gsm8k       missing" in out and "verdict: DIFFERS" in out
+    assert run_cli("verify", str(partial), "--against", str(golden), "--subset") == 0  # the user named a subset
+    assert "gsm8k       skipped           not in the run (--subset)" in capsys.readouterr().out

@@ -299,3 +299,11 @@ def test_missing_mergekit_is_named_with_the_fix(
     monkeypatch.setitem(sys.modules, "mergekit", None)  # what an environment without the extra looks like
     err = _fails(workdir, workdir / f"{RECIPE_NAME}.yml", capsys)
     assert "mergekit, which is not installed" in err and "evalsuite[merge]" in err
+
+
+def test_a_mergekit_that_fails_to_import_is_one_line_with_the_fix(
+    workdir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "mergekit.merge", None)  # installed, but one of its modules will not import
+    err = _fails(workdir, workdir / f"{RECIPE_NAME}.yml", capsys)
+    assert "mergekit is installed but mergekit.merge cannot be imported" in err and "evalsuite[merge]" in err

@@ -119,3 +119,67 @@ def test_results_json_has_no_absolute_home_paths(home_and_cwd, monkeypatch):
     assert "./out" in data["provenance"]["command"]
     weights = hashlib.sha256((model / "model.safetensors").read_bytes()).hexdigest()
     assert data["model"]["weights_sha256"] == {"model.safetensors": weights}
+
+
+# --- secrets on every path that prints or writes a user's arguments ---------------------------------
+
+# Each shape a credential takes on a command line, and where it must not show.
+SHAPES = [
+    ("glued after _ in a path", ["--output-dir", f"runs/model_{TOKEN}"], TOKEN),
+    ("glued after - in a path", ["--output-dir", f"runs/model-{TOKEN}"], TOKEN),
+    ("URL password", ["--data-dir", "https://user:pa55word@example.org/d"], "pa55word"),
+    ("URL user that is a token", ["--data-dir", f"https://{TOKEN}@example.org/d"], TOKEN),
+    ("URL query parameter", ["--data-dir", "https://example.org/d?sig=s3cr3t&x=1"], "s3cr3t"),
+]
+
+
+@pytest.mark.parametrize(("shape", "args", "secret"), SHAPES, ids=[s[0] for s in SHAPES])
+def test_every_shape_is_redacted_in_the_recorded_command(shape, args, secret):
+    recorded = " ".join(public_command(["evalsuite", "run", *args]))
+    assert secret not in recorded and REDACTED in recorded
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--hf-tokne", "plainsecret42"],  # a mistyped credential option: its value has no known shape
+        ["--hf-tokne=plainsecret42"],
+        ["--token", "plainsecret42", "--no-such-option"],  # a known credential option, another error
+        ["--limit", "plainsecret42"],  # a credential pasted into the wrong option...
+    ],
+)
+def test_a_usage_error_never_echoes_a_credential(argv, capsys, tmp_path):
+    given = ["run", "--model", str(tmp_path / "m"), *argv]
+    code = run_cli(*given)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    if argv[0] != "--limit":
+        assert "plainsecret42" not in err, err
+
+
+def test_an_error_quoting_a_token_shaped_argument_redacts_it(capsys, tmp_path):
+    model, out = tmp_path / f"model-{TOKEN}", tmp_path / "out"
+    code = run_cli("run", "--model", str(model), "--data-dir", str(GOLDEN / "data"), "--output-dir", str(out))
+    err = capsys.readouterr().err
+    assert code == 1 and TOKEN not in err and REDACTED in err
+
+
+def test_credentials_in_card_urls_stay_out_of_the_card(tmp_path, capsys):
+    run = write_run(tmp_path, make_run(NEW))
+    card = tmp_path / "card.md"
+    code = run_cli(
+        "card", str(run), "--output", str(card),
+        "--source-url", f"https://user:pa55word@example.org/runs?token={TOKEN}",
+        "--details-url", f"https://{TOKEN}@example.org/details",
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0
+    text = card.read_text()
+    assert "pa55word" not in text and TOKEN not in text and "example.org/details" in text
+    assert "--source-url: the credentials in the URL are left out of the card" in err and TOKEN not in err
+
+
+def test_a_count_of_tokens_is_not_a_credential():
+    assert public_command(["run", "--max-batch-tokens", "512", "--max-batch-tokens=256"]) == (
+        "run", "--max-batch-tokens", "512", "--max-batch-tokens=256",
+    )  # fmt: skip

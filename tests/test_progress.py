@@ -45,7 +45,7 @@ def test_the_bar_moves_with_each_answer_within_a_call(fast_lm: Any, wrapped: boo
     from evalsuite.resume.lm import resumable
     from evalsuite.resume.store import AnswerStore
 
-    lm = resumable(fast_lm, AnswerStore(tmp_path / "answers.jsonl"), "digest") if wrapped else fast_lm
+    lm = resumable(fast_lm, AnswerStore(tmp_path / "answers.jsonl", "digest")) if wrapped else fast_lm
     passes: list[int] = []
     handle = fast_lm.model.register_forward_pre_hook(lambda *_: passes.append(1))
     bar = Bar(passes)

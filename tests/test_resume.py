@@ -153,3 +153,20 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(
     assert "arc" not in cost and cost["gsm8k"]["requests"] == full["gsm8k"]["requests"]
     assert 0 < cost["truthfulqa"]["requests"] < full["truthfulqa"]["requests"]
     assert cost["truthfulqa"]["unique_prefix_floor"] < full["truthfulqa"]["unique_prefix_floor"]
+
+
+@pytest.mark.slow
+def test_a_kill_between_samples_and_marker_keeps_the_benchmarks_router_counts(tmp_path: Path, exact_run: Path):
+    import pandas as pd
+
+    out, counter = tmp_path / "run", tmp_path / "answers.log"
+    done = stage_of(out) / ".resume" / "done"
+    killed = run_until(out, counter, lambda: (done / "arc.json").exists(), signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL
+    (done / "arc.json").unlink()  # the kill landed after arc's router counts and samples, before its marker
+    finished = subprocess.run(command(out, "--resume"), env=environment(counter), capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    router, reference = (pd.read_parquet(d / "router_stats.parquet") for d in (out, exact_run))
+    arc = router[router.benchmark == "arc"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(arc, reference[reference.benchmark == "arc"].reset_index(drop=True))
+    assert "arc" not in json.loads((out / "results.json").read_text())["router"].get("incomplete", {})

@@ -62,12 +62,12 @@ def instances(requests: list[Request]) -> list[Instance]:
 def test_answers_are_kept_and_reused_without_asking_the_backend_again(tmp_path: Path):
     store_path = tmp_path / "answers.jsonl"
     first = LengthLM()
-    lm = resumable(first, AnswerStore(store_path), "fp")
+    lm = resumable(first, AnswerStore(store_path, "fp"))
     assert lm.loglikelihood(instances(REQUESTS), disable_tqdm=True) == [(-4.0, False), (-6.0, False), (-5.0, False)]
     lm.store.close()
 
     again = LengthLM()
-    lm = resumable(again, AnswerStore(store_path), "fp")
+    lm = resumable(again, AnswerStore(store_path, "fp"))
     assert len(answered_already(lm, REQUESTS)) == 3
     assert lm.loglikelihood(instances(REQUESTS)) == [(-4.0, False), (-6.0, False), (-5.0, False)]  # no kwarg
     assert again.asked == []
@@ -75,12 +75,12 @@ def test_answers_are_kept_and_reused_without_asking_the_backend_again(tmp_path: 
 
 def test_each_answer_is_kept_as_it_completes_when_the_call_is_interrupted(tmp_path: Path):
     store_path = tmp_path / "answers.jsonl"
-    lm = resumable(LengthLM(fail_after=2), AnswerStore(store_path), "fp")
+    lm = resumable(LengthLM(fail_after=2), AnswerStore(store_path, "fp"))
     with pytest.raises(KeyboardInterrupt):
         lm.loglikelihood(instances(REQUESTS), disable_tqdm=True)
     lm.store.close()
     resumed = LengthLM()
-    lm = resumable(resumed, AnswerStore(store_path), "fp")
+    lm = resumable(resumed, AnswerStore(store_path, "fp"))
     assert len(answered_already(lm, REQUESTS)) == 2
     assert lm.loglikelihood(instances(REQUESTS), disable_tqdm=True)[2] == (-5.0, False)
     assert resumed.asked == [REQUESTS[2].arguments]  # only the one never answered
@@ -88,27 +88,58 @@ def test_each_answer_is_kept_as_it_completes_when_the_call_is_interrupted(tmp_pa
 
 def test_another_fingerprint_reuses_nothing(tmp_path: Path):
     store_path = tmp_path / "answers.jsonl"
-    resumable(LengthLM(), AnswerStore(store_path), "fp-a").loglikelihood(instances(REQUESTS))
-    assert len(answered_already(resumable(LengthLM(), AnswerStore(store_path), "fp-b"), REQUESTS)) == 0
+    resumable(LengthLM(), AnswerStore(store_path, "fp-a")).loglikelihood(instances(REQUESTS))
+    assert len(answered_already(resumable(LengthLM(), AnswerStore(store_path, "fp-b")), REQUESTS)) == 0
 
 
 def test_a_torn_last_line_is_dropped_and_cut_off_before_appending(tmp_path: Path):
     store_path = tmp_path / "answers.jsonl"
-    store = AnswerStore(store_path)
+    store = AnswerStore(store_path, "fp")
     store.put("k1", [-1.0, True])
     store.close()
     with store_path.open("ab") as fh:
         fh.write(b'{"k": "k2", "a": [-2.')  # a write cut short by a power loss
-    store = AnswerStore(store_path)
+    store = AnswerStore(store_path, "fp")
     assert store.answers == {"k1": [-1.0, True]}
     store.put("k3", [-3.0, False])
     store.close()
-    assert AnswerStore(store_path).answers == {"k1": [-1.0, True], "k3": [-3.0, False]}
+    assert AnswerStore(store_path, "fp").answers == {"k1": [-1.0, True], "k3": [-3.0, False]}
+
+
+def _damage(line: bytes, how: str, tmp_path: Path) -> bytes:
+    """One stored line as a bad disk sector, a hand edit or another fingerprint's run would leave it."""
+    record = json.loads(line)
+    if how == "unreadable":
+        return b"\x00\x00garbage\n"
+    if how == "nan":
+        return line.replace(json.dumps(record["a"][0]).encode(), b"NaN")
+    if how == "other-fingerprint":  # the same answer, written (checksum and all) under another fingerprint
+        other = AnswerStore(tmp_path / "other.jsonl", "fp-other")
+        other.put(record["k"], record["a"])
+        other.close()
+        return (tmp_path / "other.jsonl").read_bytes()
+    record["a"][0] += 1.0  # altered: still valid JSON and a plausible answer, the checksum unchanged
+    return (json.dumps(record) + "\n").encode()
+
+
+@pytest.mark.parametrize("how", ["unreadable", "altered", "nan", "other-fingerprint"])
+def test_a_bad_line_in_the_middle_is_skipped_alone_and_counted(tmp_path: Path, how: str):
+    store_path = tmp_path / "answers.jsonl"
+    store = AnswerStore(store_path, "fp")
+    for i in range(5):
+        store.put(f"k{i}", [-float(i) - 0.5, i % 2 == 0])
+    store.close()
+    lines = store_path.read_bytes().splitlines(keepends=True)
+    lines[2] = _damage(lines[2], how, tmp_path)
+    store_path.write_bytes(b"".join(lines))
+    reopened = AnswerStore(store_path, "fp")
+    assert reopened.skipped == [3]  # line 3 only: every sound answer after it is kept
+    assert reopened.answers == {f"k{i}": [-float(i) - 0.5, i % 2 == 0] for i in (0, 1, 3, 4)}
 
 
 @pytest.mark.parametrize("value", [math.nan, -math.inf])
 def test_a_non_finite_answer_stops_and_is_not_kept(tmp_path: Path, value: float):
-    lm = resumable(LengthLM(value=value), AnswerStore(tmp_path / "answers.jsonl"), "fp")
+    lm = resumable(LengthLM(value=value), AnswerStore(tmp_path / "answers.jsonl", "fp"))
     with pytest.raises(NonFiniteAnswer, match=r"' two'"):
         lm.loglikelihood(instances(REQUESTS))
     assert len(lm.store) == 0
@@ -117,7 +148,7 @@ def test_a_non_finite_answer_stops_and_is_not_kept(tmp_path: Path, value: float)
 def test_the_wrapper_passes_other_attributes_to_the_backend(tmp_path: Path):
     inner: Any = LengthLM()
     inner.max_length = 1234
-    assert resumable(inner, AnswerStore(tmp_path / "a.jsonl"), "fp").max_length == 1234
+    assert resumable(inner, AnswerStore(tmp_path / "a.jsonl", "fp")).max_length == 1234
 
 
 def test_progress_starts_at_what_an_earlier_attempt_answered(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -133,10 +164,10 @@ def test_progress_starts_at_what_an_earlier_attempt_answered(tmp_path: Path, cap
     write_split(tmp_path, spec.dataset, "winogrande_xl", "validation", wg_rows(2))
     prepared = prepare_all([spec], LocalDirSource(tmp_path))
     backend = LengthLM()
-    earlier = resumable(backend, AnswerStore(tmp_path / "answers.jsonl"), "fp")
+    earlier = resumable(backend, AnswerStore(tmp_path / "answers.jsonl", "fp"))
     earlier.loglikelihood(instances(list(prepared["winogrande"][0].requests)))  # the earlier attempt: document 0
     earlier.store.close()
-    lm = resumable(backend, AnswerStore(tmp_path / "answers.jsonl"), "fp")
+    lm = resumable(backend, AnswerStore(tmp_path / "answers.jsonl", "fp"))
     capsys.readouterr()
 
     evaluate(lm, [spec], prepared, progress=True)
@@ -179,7 +210,7 @@ def test_concurrent_calls_through_the_wrapper_keep_each_answer_once(tmp_path: Pa
     counter = tmp_path / "count.log"
     monkeypatch.setenv(COUNT_ENV, str(counter))
     backend = SlowParallelLM()
-    lm = resumable(backend, AnswerStore(tmp_path / "answers.jsonl"), "fp")
+    lm = resumable(backend, AnswerStore(tmp_path / "answers.jsonl", "fp"))
     assert lm.parallel_calls == 4  # the pipeline keeps as many calls in flight as the backend takes
     calls = [[Request(f"Q{c}:", f" answer {i}" + "!" * i) for i in range(5)] for c in range(8)]
     with ThreadPoolExecutor(max_workers=lm.parallel_calls) as pool:
@@ -202,13 +233,14 @@ def test_the_fingerprint_names_the_backend_setting_that_changed():
     source = LocalDirSource(GOLDEN / "data")
     versions = {"evalsuite": "1", "torch": "2"}
     v1 = run_fingerprint(BackendOptions(model=str(model)), source, versions)
-    assert v1.fields["backend"]["backend"] == "fast" and v1.fields["backend"]["batch_size"] == 1
+    assert v1.fields["backend"]["backend"] == "fast" and v1.fields["backend"]["batch_size"] is None
     # every model file that decides the answers, weights and tokenizer alike, by its sha256
     weights = (model / "model.safetensors").read_bytes()
     assert v1.fields["model"]["model.safetensors"] == hashlib.sha256(weights).hexdigest()
     assert "tokenizer.json" in v1.fields["model"] and "config.json" in v1.fields["model"]
-    batched = run_fingerprint(BackendOptions(model=str(model), batch_size=4), source, versions)
-    assert batched.differs_from(v1) == "backend batch_size was 1, now 4"
+    hf = run_fingerprint(BackendOptions(model=str(model), backend="hf"), source, versions)
+    batched = run_fingerprint(BackendOptions(model=str(model), backend="hf", batch_size=4), source, versions)
+    assert batched.differs_from(hf) == "backend batch_size was unset, now 4"
     longer = run_fingerprint(BackendOptions(model=str(model), max_length=64), source, versions)
     assert longer.differs_from(v1) == "backend max_length was unset, now 64"
     # the fast backend's batches (and so its rounding) follow its token budget

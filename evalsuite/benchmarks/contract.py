@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from evalsuite.errors import DataError
+
 Doc = dict[str, Any]
 
 
@@ -55,6 +57,22 @@ class Task(Protocol):
     def shot(self, doc: Doc) -> str: ...
     def requests(self, doc: Doc, prefix: str) -> list[Request]: ...
     def score(self, doc: Doc, responses: Sequence[Any]) -> Scored: ...
+
+
+def cell(row: Doc, path: str, kind: type | tuple[type, ...]) -> Any:
+    """The row's value at `path` (`choices.text`: a column, then keys inside it), checked to be `kind`; a
+    DataError naming the cell, what it holds and what the Hub dataset has there when it is not (a string
+    where the dataset has a list would otherwise be read character by character, or fail in the task)."""
+    value: Any = row
+    for i, key in enumerate(path.split(".")):
+        if not isinstance(value, Mapping) or key not in value:
+            where = ".".join(path.split(".")[:i]) or "the row"
+            raise DataError(f"{where} is a {type(value).__name__} without {key!r}; the Hub dataset has {path} there")
+        value = value[key]
+    if not isinstance(value, kind):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise DataError(f"column {path} is a {type(value).__name__} ({value!r:.40}), the Hub dataset has a {names}")
+    return value
 
 
 def no_description(config: str) -> str:

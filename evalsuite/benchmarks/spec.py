@@ -21,6 +21,10 @@ class CardEntry:
     config: str | None
     split: str
     metric_name: str | None
+    # The benchmark's task in the Hub's eval results (`.eval_results/*.yaml`, dataset.task_id): the id the
+    # dataset's own eval.yaml gives its task; "default" (the spec's id for a dataset's only task) where the
+    # dataset defines none.
+    hub_task_id: str = "default"
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ BENCHMARKS: tuple[BenchmarkSpec, ...] = (
         metric="acc",
         columns=("question", "answer"),
         task=gsm8k,
-        card=CardEntry("gsm8k", "main", "test", "accuracy"),
+        card=CardEntry("gsm8k", "main", "test", "accuracy", hub_task_id="gsm8k"),  # openai/gsm8k's eval.yaml
     ),
 )
 

@@ -97,13 +97,14 @@ def refuse_other_model(run: RunResult, card_text: str | None, where: str, model_
     (--model-name) says which name the results go under: a local directory's name often differs from the
     Hub name, but publishing another model's numbers must be a decision, not a default."""
     from evalsuite.naming import card_model_name
+    from evalsuite.paths import markdown_text
 
     parts = split_card(card_text or "")
     if parts.yaml is None or model_name:
         return
     card_name = model_data(parse_card(parts, where)).model_name
     run_name = card_model_name(run.model.id)
-    if card_name and card_name != run_name:
+    if card_name and card_name not in (run_name, markdown_text(run_name)):
         raise CardError(
             f"{where}: the card's model-index is named {card_name!r} but the run is of {run_name!r}; "
             f"if the run is of that model, pass --model-name {card_name}"

@@ -157,14 +157,20 @@ def _first_heading(body: str) -> str | None:
 
 
 def read_card(path: str | Path) -> RunResult:
+    """A card file's published leaderboard scores as a RunResult (see card_result)."""
+    path = Path(path)
+    text = read_text(path, "pass the README.md of a model")
+    return card_result(text, str(path), path.parent.name if path.stem == "README" else path.stem, path)
+
+
+def card_result(text: str, where: str, fallback_name: str, path: Path | None = None) -> RunResult:
     """A card's published leaderboard scores as a RunResult (fractions; provenance.source == "card").
 
     Reads the model-index; a card without front matter, or whose model-index has none of the six,
     is read from its results table, with a CardWarning. Broken YAML or values outside 0..100 are a CardError.
+    The model is the model-index's name, else the card's first heading, else `fallback_name`.
     """
-    path = Path(path)
-    where = str(path)
-    parts = split_card(read_text(path, "pass the README.md of a model"))
+    parts = split_card(text)
     body_line = first_body_line(parts)
     sections = [s for s in find_sections(parts.body) if s.is_v1]
     tables = [(f" (line {body_line + s.line - 1})", dict(s.rows)) for s in sections]
@@ -214,7 +220,7 @@ def read_card(path: str | Path) -> RunResult:
         for spec in BENCHMARKS
         if spec.name in values
     }
-    model = name or _first_heading(parts.body) or (path.parent.name if path.stem == "README" else path.stem)
+    model = name or _first_heading(parts.body) or fallback_name
     limits = {limit for limit in smoke.values() if isinstance(limit, int)}
     return RunResult(
         model=ModelInfo(id=model or where),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from evalsuite.benchmarks.table import BENCHMARKS
 from evalsuite.card.bot import first_body_line, several_sections, span_to_replace
 from evalsuite.card.guard import check_same_model
+from evalsuite.card.hub_eval_results import card_value
 from evalsuite.card.read import (
     TASK_NAME,
     TASK_TYPE,
@@ -30,6 +31,7 @@ from evalsuite.card.splice import put_block, splice_model_index, split_card
 from evalsuite.card.table import render_section, render_table
 from evalsuite.errors import CardError, ConfigError
 from evalsuite.naming import card_model_name
+from evalsuite.paths import markdown_text
 from evalsuite.results import RESULTS_FILE, RunResult
 
 if TYPE_CHECKING:
@@ -47,8 +49,9 @@ __all__ = ["CardWarning", "read_card", "render_metrics_table", "render_model_ind
 
 
 def model_name_for(run: RunResult) -> str:
-    """The name in `model-index`: the bare model name, as the leaderboard wrote it (`org/name` -> `name`)."""
-    return card_model_name(run.model.id)
+    """The name in `model-index`: the bare model name, as the leaderboard wrote it (`org/name` -> `name`),
+    with Markdown and HTML escaped (a name is text, never a link or a tag)."""
+    return markdown_text(card_model_name(run.model.id))
 
 
 def eval_results(
@@ -79,7 +82,7 @@ def eval_results(
             dataset_split=spec.card.split,
             dataset_args={"num_few_shot": spec.num_fewshot},
             metric_type=spec.metric,
-            metric_value=round(run.scores[spec.name].percent, 2),
+            metric_value=card_value(run.scores[spec.name]),
             metric_name=spec.card.metric_name,
             metric_args=smoke_args(origin.smoke, origin.limit),
             source_name=origin.source_name if origin.source_url else None,
@@ -246,7 +249,10 @@ def update_card_text(
         warn(f"{where}: {no_front_matter(parts)}; adding one")
     old = list(model_data(old_card).eval_results or []) if old_card else []
     old_name = model_data(old_card).model_name if old_card and old else None
+    model_name = markdown_text(model_name) if model_name else None
     name = model_name or old_name or model_name_for(run)
+    if old_name and model_name and model_name != old_name:
+        warn(f"{where}: --model-name renames the model-index from {old_name!r} to {model_name!r}")
     if old_name and not model_name and old_name != model_name_for(run):
         warn(
             f"{where}: model-index is named {old_name!r}, the run's model {model_name_for(run)!r}; "

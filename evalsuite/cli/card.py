@@ -24,8 +24,9 @@ Where the card goes:
 --update and --push refuse smoke runs (--limit, the demo) and runs without all six over a card's
 published values; --allow-smoke lets them in, marked in the model-index (metric args `smoke: true`).
 
-Reading a card instead:
+Reading a card instead (a file, or a Hub model's card by its id):
   evalsuite card --from-card README.md [--json]
+  evalsuite card --from-card owner/name [--json]
 """
 
 
@@ -50,7 +51,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--details-url", help="link of the details line (default: the run directory, relative)")
     p.add_argument("--model-name", help="name in model-index (default: the card's own, else the model's bare name)")
     p.add_argument("--push", metavar="REPO_ID", help="open a pull request with the card on this Hub model repo")
-    p.add_argument("--from-card", metavar="CARD", help="read this card's published results instead (no RUN)")
+    p.add_argument(
+        "--from-card",
+        metavar="CARD",
+        help="read the published results of this card (a README.md, or a Hub model id) instead (no RUN)",
+    )
     p.add_argument("--json", action="store_true", help="with --from-card: print the results as JSON")
     p.add_argument(
         "--allow-smoke",
@@ -61,13 +66,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _from_card(args: argparse.Namespace) -> int:
+    from evalsuite.card.hub import read_hub_card
     from evalsuite.card.read import read_card
     from evalsuite.card.update import render_card_results
     from evalsuite.errors import ConfigError
+    from evalsuite.naming import is_local_path
 
     if args.runs or args.update or args.output or args.push:
         raise ConfigError("--from-card reads a card: give no RUN, --update, --output or --push with it")
-    run = read_card(args.from_card)
+    ref = args.from_card
+    # owner/name that is no file here is a Hub model (a card file's name ends in .md)
+    hub_id = not is_local_path(ref) and ref.count("/") == 1 and not ref.lower().endswith(".md")
+    run = read_hub_card(ref) if hub_id else read_card(ref)
     if args.json:
         print(json.dumps(run.to_dict(), indent=2, ensure_ascii=False))
     else:
@@ -77,6 +87,7 @@ def _from_card(args: argparse.Namespace) -> int:
 
 def _write_card(args: argparse.Namespace) -> int:
     from evalsuite.card.hub import push_card
+    from evalsuite.card.hub_eval_results import write_files
     from evalsuite.card.publish import CardRequest, backup_path, plan_card, write_card
     from evalsuite.errors import ConfigError
 
@@ -96,7 +107,8 @@ def _write_card(args: argparse.Namespace) -> int:
     )
     plan = plan_card(request)
     if args.push:
-        print(f"pull request opened: {push_card(plan.text, args.push)}")
+        url = push_card(plan.text, args.push, plan.eval_results, plan.hub_commit)
+        print(f"pull request opened: {url} (README.md{''.join(', ' + p for p in plan.eval_results)})")
     if plan.target is None:
         if not args.push:
             sys.stdout.write(plan.text)
@@ -104,6 +116,9 @@ def _write_card(args: argparse.Namespace) -> int:
     status = write_card(plan.target, plan.text)
     backup = f" (previous version in {backup_path(plan.target)})" if status == "updated" else ""
     print(f"card {status}: {plan.target}{backup}")
+    written = write_files(plan.target.parent, plan.eval_results)
+    if written:
+        print(f"eval results written beside it: {', '.join(written)}")
     return 0
 
 

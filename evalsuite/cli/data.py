@@ -26,6 +26,6 @@ def cmd_data_pull(args: argparse.Namespace) -> int:
     from evalsuite.data.pull import pull
     from evalsuite.data.sources import source_for
 
-    written = pull(Path(args.dir), select(parse_names(args.benchmarks)), source_for(args.from_dir))
+    written = pull(Path(args.dir), select(parse_names(args.benchmarks)), source_for(args.from_dir, "--from-dir"))
     print(f"wrote {len(written)} files under {args.dir}")
     return 0

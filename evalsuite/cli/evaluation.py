@@ -21,7 +21,9 @@ def add_evaluation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", default="auto", help="auto (all visible GPUs via accelerate, else CPU), cpu, cuda, cuda:N"
     )
-    p.add_argument("--batch-size", type=positive_int, default=1, help="--backend hf: 1 (default) reproduces v1 exactly")
+    p.add_argument(
+        "--batch-size", type=positive_int, help="--backend hf only: requests per batch; 1 (default) reproduces v1"
+    )
     p.add_argument(
         "--threads",
         type=positive_int,
@@ -39,7 +41,7 @@ def add_evaluation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-batch-tokens",
         type=positive_int,
-        help="fast backend: token positions per forward pass, cached prefix included (default: from free memory)",
+        help="--backend fast only: token positions per forward pass, cached prefix included (default: from memory)",
     )
     p.add_argument(
         "--tensor-parallel", type=positive_int, default=1, help="GPUs per model with --backend vllm (default 1)"

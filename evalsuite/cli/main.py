@@ -14,7 +14,25 @@ from typing import NoReturn
 from evalsuite import __version__
 from evalsuite.cli import card, compare, data, merge, router_stats, run, verify
 from evalsuite.errors import EvalsuiteError, UsageError, one_line
-from evalsuite.paths import public_command
+from evalsuite.paths import public_command, public_text
+
+UNRECOGNIZED = "unrecognized arguments: "
+
+
+def _hide_values(message: str) -> str:
+    """argparse lists unknown arguments as given; the value of an unknown (maybe mistyped credential)
+    option is not shown: `--hf-tokn <value>`, `--hf-tokn=<value>`."""
+    if not message.startswith(UNRECOGNIZED):
+        return message
+    shown: list[str] = []
+    for word in message[len(UNRECOGNIZED) :].split(" "):
+        if word.startswith("-") and "=" in word:
+            shown.append(word.split("=", 1)[0] + "=<value>")
+        elif shown and shown[-1].startswith("-") and not shown[-1].endswith(">") and not word.startswith("-"):
+            shown.append("<value>")
+        else:
+            shown.append(word)
+    return UNRECOGNIZED + " ".join(shown)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,7 +41,7 @@ class _Parser(argparse.ArgumentParser):
     commands: tuple[str, ...] = ()  # the top-level parser's command names
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}; see `{self.prog} --help`")
+        raise UsageError(f"{self.prog}: {_hide_values(message)}; see `{self.prog} --help`")
 
 
 # Each command is one module with `add_parser(sub)`; adding a command is one module and one line here.
@@ -53,25 +71,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         got = f" (got: {' '.join(public_command(given))})" if given else ""  # never a token
         print(f"error: evalsuite: give a command{got}: {', '.join(commands)}; see `evalsuite --help`", file=sys.stderr)
         return 2
+
+    def fail(message: str, code: int) -> int:
+        # every error may quote an argument: never a credential (evalsuite.paths.public_text)
+        print(f"error: {public_text(message, given)}", file=sys.stderr)
+        return code
+
     try:
         args = parser.parse_args(given)
     except UsageError as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return 2
+        return fail(one_line(exc), 2)
     try:
         return int(args.func(args) or 0)
     except EvalsuiteError as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return 1
+        return fail(one_line(exc), 1)
     except KeyboardInterrupt as exc:
         # a run stopped by SIGTERM/SIGINT says what it kept (evalsuite.resume.signals.Interrupted)
-        print(f"error: {one_line(exc) or 'interrupted; no run directory was written'}", file=sys.stderr)
-        return int(getattr(exc, "exit_code", 130))
+        return fail(one_line(exc) or "interrupted; no run directory was written", int(getattr(exc, "exit_code", 130)))
     except OSError as exc:
         if os.environ.get("EVALSUITE_DEBUG"):
             raise
-        print(f"error: {one_line(exc)}", file=sys.stderr)
-        return 1
+        return fail(one_line(exc), 1)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,10 @@ from evalsuite import __version__
 from evalsuite.benchmarks.table import BENCHMARK_NAMES, BENCHMARKS, BY_NAME
 from evalsuite.compare.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, paired_test
 from evalsuite.errors import CompareError
-from evalsuite.fidelity.fingerprint import Fingerprint, same_prompts
 from evalsuite.naming import display_name
 from evalsuite.pipeline.rundir import RESULTS_ROOT
 from evalsuite.results import RunResult, load_run
+from evalsuite.results.fingerprint import Fingerprint, same_prompts
 
 if TYPE_CHECKING:
     import pandas as pd

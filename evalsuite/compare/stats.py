@@ -3,6 +3,7 @@ correctness and a seeded paired bootstrap interval for the difference of leaderb
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -199,6 +200,14 @@ def paired_test(
         return PairedResult(spec.name, spec.metric, reason=str(exc))
     va = [da.metrics[spec.metric] for da, _ in pairs]
     vb = [db.metrics[spec.metric] for _, db in pairs]
+    for label, values, side in ((labels[0], va, 0), (labels[1], vb, 1)):
+        bad = [pair[side].doc_id for pair, v in zip(pairs, values, strict=True) if not math.isfinite(v)]
+        if bad:  # a NaN makes every resample NaN: no interval, and no verdict of any kind
+            return PairedResult(
+                spec.name,
+                spec.metric,
+                reason=f"{label} has a non-finite {spec.metric} on {len(bad)} documents (doc {bad[0]} first)",
+            )
     strata = [da.subject for da, _ in pairs] if len(spec.configs) > 1 else None
     delta, low, high = paired_bootstrap(va, vb, strata, n_resamples=n_resamples, seed=seed, confidence=confidence)
     p = only_a = only_b = None

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from evalsuite.benchmarks.spec import BenchmarkSpec
 from evalsuite.errors import ConfigError, DataError
+from evalsuite.hub.errors import explain
+from evalsuite.hub.repos import snapshot
 from evalsuite.paths import display_path
 
 if TYPE_CHECKING:
@@ -48,12 +50,13 @@ class LocalDirSource:
     """An offline copy; `evalsuite data pull DIR` writes one."""
 
     root: Path
+    option: str = "--data-dir"  # how the command that reads it names it (`data pull`: --from-dir)
     # "<dataset>/<config>/<split>" -> sha256 of each file read, recorded in the run's provenance.
     _read: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not Path(self.root).is_dir():
-            raise ConfigError(f"--data-dir {self.root}: no such directory; create it with `evalsuite data pull DIR`")
+            raise ConfigError(f"{self.option} {self.root}: no such directory; create it with `evalsuite data pull DIR`")
 
     def path(self, dataset: str, config: str, split: str) -> Path:
         return Path(self.root) / dataset / config / f"{split}.parquet"
@@ -86,14 +89,16 @@ class LocalDirSource:
 class HubSource:
     """The Hub datasets, through `datasets.load_dataset`."""
 
+    option: str = "--data-dir"  # the option of the command at hand that reads an offline copy instead
     # "<dataset>/<config>/<split>" -> "<dataset>@<commit sha>", recorded in the run's provenance.
     _read: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def table(self, dataset: str, config: str, split: str) -> pa.Table:
         if _offline():
+            make = " (make: DATA_DIR=DIR)" if self.option == "--data-dir" else ""
             raise ConfigError(
                 "HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set and no data dir was given; "
-                "pass --data-dir DIR (make: DATA_DIR=DIR) with a copy written by `evalsuite data pull DIR`"
+                f"pass {self.option} DIR{make} with a copy written by `evalsuite data pull DIR`"
             )
         import datasets
 
@@ -102,9 +107,8 @@ class HubSource:
             # Pinned to the commit we record: the provenance names exactly the data that was read.
             ds = datasets.load_dataset(dataset, config, split=split, revision=commit)
         except Exception as exc:
-            raise DataError(
-                f"{dataset} config {config!r} split {split!r}: could not load from the Hub ({exc})"
-            ) from exc
+            why = explain(exc, dataset, "dataset", commit)
+            raise DataError(f"{dataset} config {config!r} split {split!r}: not loaded from the Hub ({why})") from exc
         self._read[f"{dataset}/{config}/{split}"] = f"{dataset}@{commit}"
         # The Arrow table itself, so that `data pull` keeps the Hub's column types exactly.
         return ds.data.table
@@ -112,15 +116,8 @@ class HubSource:
     @functools.cache  # noqa: B019 - one lookup per dataset id; sources live for one run
     def _commit(self, dataset: str) -> str:
         """The dataset's current commit on the Hub (v1 pinned none; we record the one we read)."""
-        from huggingface_hub import HfApi
-
-        try:
-            return str(HfApi().dataset_info(dataset).sha)
-        except Exception as exc:
-            raise DataError(
-                f"{dataset}: could not look up the dataset on the Hub ({type(exc).__name__}); "
-                "check your network and HF_TOKEN, or use --data-dir with a copy from `evalsuite data pull`"
-            ) from exc
+        fix = f"or run offline with {self.option} DIR, a copy written by `evalsuite data pull DIR`"
+        return snapshot(dataset, kind="dataset", fix=fix).commit
 
     def describe(self) -> str:
         return "hub"
@@ -129,8 +126,9 @@ class HubSource:
         return dict(self._read)
 
 
-def source_for(data_dir: str | Path | None) -> DataSource:
-    return LocalDirSource(Path(data_dir)) if data_dir else HubSource()
+def source_for(data_dir: str | Path | None, option: str = "--data-dir") -> DataSource:
+    """The offline copy at `data_dir` (the command's `option`), else the Hub."""
+    return LocalDirSource(Path(data_dir), option) if data_dir else HubSource(option)
 
 
 def load_table(source: DataSource, spec: BenchmarkSpec, config: str, split: str) -> pa.Table:

@@ -7,6 +7,8 @@ Definitions (also in the README, "Backends"):
 - positions_forwarded: the same, padding included.
 - unique_prefix_floor: distinct prefixes of the log-likelihood inputs, the least any schedule forwards.
 - model_seconds: wall time inside the backend's calls; tokens_per_second = tokens_forwarded / model_seconds.
+- exact_path_requests: (fast backend) requests answered by the exact path: truncation, and in reduced
+  precision generations and the choices of documents that its rounding could reorder.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class BenchmarkCost:
     positions_forwarded: int | None
     unique_prefix_floor: int | None  # None: no log-likelihood requests
     model_seconds: float
+    exact_path_requests: int | None = None  # fast backend: requests it sent to the exact path
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = asdict(self)
@@ -87,6 +90,7 @@ class Accountant:
             floor = unique_prefix_floor(inputs) if inputs else None
         tokens: int | None
         positions: int | None
+        exact_requests = None
         if before is not None:
             after = self.lm.stats()
             padded = after.padded - before.padded
@@ -94,11 +98,12 @@ class Accountant:
             # (requests that need truncation), at batch size 1: all real.
             exact = self.fed - fed - padded
             tokens, positions = after.positions - before.positions + exact, padded + exact
+            exact_requests = after.exact_requests - before.exact_requests
         elif self._hook is not None:
             tokens = positions = self.fed - fed
         else:
             tokens = positions = None
-        self.done[benchmark] = BenchmarkCost(len(requests), tokens, positions, floor, seconds)
+        self.done[benchmark] = BenchmarkCost(len(requests), tokens, positions, floor, seconds, exact_requests)
 
     def to_dict(self) -> dict[str, Any]:
         """The `benchmarks` entry of results.json's `engine` section."""

@@ -24,9 +24,11 @@ A backend is loaded from `BackendOptions` by `evalsuite.engine.load_backend` and
 An `lm` may declare `parallel_calls` (an int): how many calls it answers at once. The pipeline then keeps
 that many calls in flight; each call is still answered as a whole, as if it were the only one.
 
-An `lm` may declare `requests_per_call` (a dict by request type, like the pipeline's REQUESTS_PER_CALL):
-how many requests the pipeline puts in one call, when the backend shares work between the requests of a
-call (the fast backend shares prefixes within a call). An `lm` should call
+An `lm` may declare `requests_per_call` (a dict by request type, like REQUESTS_PER_CALL below): how many
+requests the pipeline puts in one call, when the backend shares work between the requests of a call (the
+fast backend shares prefixes within a call). An `lm` whose answers' last bits depend on the other
+requests of their call (they share its batches) declares `whole_calls = True`: a resumed run then sends
+a partly answered call whole again, so that it is batched as in the uninterrupted run. An `lm` should call
 `self.cache_hook.add_partial(request_type, instance.args, answer)` as each answer completes, as lm-eval's
 HF class does: resume stores it then, so an interrupted call keeps what it had answered.
 
@@ -37,6 +39,7 @@ positions fed to `module` are counted (evalsuite.engine.accounting).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -48,6 +51,22 @@ if TYPE_CHECKING:
     from evalsuite.results import ModelInfo
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+# Requests per call to the LM, by request type, for a smooth progress bar only, unless the LM declares its
+# own `requests_per_call`. Generations are slow, so fewer go in one call.
+REQUESTS_PER_CALL = {"loglikelihood": 256, "generate_until": 16}
+
+
+def split_calls(lm: Any, request_types: Sequence[str]) -> list[tuple[str, list[int]]]:
+    """The calls the pipeline makes for requests of these types, in order: (request type, positions)."""
+    by_type: dict[str, list[int]] = {}
+    for i, request_type in enumerate(request_types):
+        by_type.setdefault(request_type, []).append(i)
+    per_call = {**REQUESTS_PER_CALL, **(getattr(lm, "requests_per_call", None) or {})}
+    return [
+        (request_type, indices[start : start + per_call[request_type]])
+        for request_type, indices in by_type.items()
+        for start in range(0, len(indices), per_call[request_type])
+    ]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,7 +78,7 @@ class BackendOptions:
     revision: str | None = None  # Hub branch, tag or commit
     dtype: str = "auto"  # auto: the config's dtype on GPU, float32 on CPU
     device: str = "auto"  # auto: all visible GPUs (device_map="auto"), else CPU
-    batch_size: int = 1  # 1 reproduces v1 numerics exactly (no padding)
+    batch_size: int | None = None  # hf backend; None: 1, which reproduces v1 numerics exactly (no padding)
     max_length: int | None = None  # None: v1's rule (config n_positions / max_position_embeddings / n_ctx)
     max_batch_tokens: int | None = None  # fast backend: positions per forward pass; None: from free memory
     trust_remote_code: bool = False
@@ -81,8 +100,22 @@ class BackendOptions:
             raise ConfigError(f"--threads {self.threads} must be a positive integer")
         if self.dtype not in DTYPES:
             raise ConfigError(f"--dtype {self.dtype!r} is not supported; use one of {', '.join(DTYPES)}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ConfigError(f"--batch-size {self.batch_size} must be a positive integer")
+        # Each backend batches by its own measure: an option of the other would be silently ignored.
+        if self.batch_size is not None and self.backend != "hf":
+            raise ConfigError(
+                f"--batch-size is the hf backend's; the {self.backend} backend "
+                + ("batches by --max-batch-tokens (token positions per forward pass)" if self.backend == "fast"
+                   else "schedules its own batches")
+                + ": drop --batch-size, or use --backend hf"
+            )  # fmt: skip
+        if self.max_batch_tokens is not None and self.backend != "fast":
+            raise ConfigError(
+                f"--max-batch-tokens is the fast backend's; the {self.backend} backend "
+                + ("batches by --batch-size" if self.backend == "hf" else "schedules its own batches")
+                + ": drop --max-batch-tokens, or use --backend fast"
+            )
         if self.max_length is not None and self.max_length < 1:
             raise ConfigError(f"max length {self.max_length} must be a positive number of tokens")
 

@@ -3,14 +3,19 @@ as v1 ran it (the contract it fulfils: evalsuite.engine.base)."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalsuite.checks.weights import check_loading
 from evalsuite.engine.base import BackendOptions, engine_name
-from evalsuite.engine.weights import weights_sha256
+from evalsuite.engine.weights import WEIGHT_SUFFIXES, weights_sha256
 from evalsuite.errors import ConfigError, ModelError, one_line
+from evalsuite.hub import repos
+from evalsuite.hub.errors import hub_error, timeout
+from evalsuite.hub.repos import RepoSnapshot
 from evalsuite.naming import is_local_path
 from evalsuite.paths import display_path
 from evalsuite.results import ModelInfo
@@ -53,27 +58,50 @@ def resolve_model_dir(opts: BackendOptions) -> tuple[Path, str | None]:
                 "(check out the revision there, or drop --revision)"
             )
         return local, None
-    from huggingface_hub import list_repo_files, snapshot_download
+    path, snapshot = hub_model_dir(opts.model, opts.revision)
+    return path, snapshot.commit
 
+
+# The files transformers loads of a Hub model: safetensors when the repo has them (not also the .bin copies,
+# consolidated.* or original/ checkpoints, which can be tens of GB for a Mixtral).
+_LOADED = ("*.json", "*.py", "*.model", "*.tiktoken", "*.txt")
+_NOT_LOADED = ["original/*", "consolidated*"]
+
+
+@functools.lru_cache(maxsize=8)
+def hub_model_dir(model: str, revision: str | None) -> tuple[Path, RepoSnapshot]:
+    """The Hub model at the commit `revision` names, downloaded (or found in the cache). Resolved once per
+    process: the run's fingerprint and the loaded weights are of the same commit even if the branch moves."""
+    from huggingface_hub import snapshot_download
+
+    offline = "or pass a local model directory"
+    snapshot = repos.snapshot(model, revision, fix=offline)
+    safetensors = any(f.endswith(".safetensors") for f in snapshot.files)
+    weights = ["*.safetensors", "*.safetensors.index.json"] if safetensors else ["*.bin", "*.bin.index.json"]
     try:
-        files = list_repo_files(opts.model, revision=opts.revision)
-        # Only what transformers loads: safetensors when the repo has them (not also the .bin copies,
-        # consolidated.* or original/ checkpoints, which can be tens of GB for a Mixtral).
-        weights = (
-            ["*.safetensors", "*.safetensors.index.json"]
-            if any(f.endswith(".safetensors") for f in files)
-            else ["*.bin", "*.bin.index.json"]
-        )
-        patterns = ["*.json", "*.py", "*.model", "*.tiktoken", "*.txt", *weights]
         path = snapshot_download(
-            opts.model, revision=opts.revision, allow_patterns=patterns, ignore_patterns=["original/*", "consolidated*"]
+            model,
+            revision=snapshot.commit,  # the commit resolved above, not the branch again
+            allow_patterns=[*_LOADED, *weights],
+            ignore_patterns=_NOT_LOADED,
+            etag_timeout=timeout(),
         )
     except Exception as exc:
-        raise ModelError(
-            f"model {opts.model!r} (revision {opts.revision or 'main'}): could not be fetched from the Hub "
-            f"({type(exc).__name__}); check the id, your network/HF_HUB_OFFLINE and HF_TOKEN"
-        ) from exc
-    return Path(path), Path(path).name
+        raise hub_error(exc, model, revision=revision, fix=offline) from exc
+    return Path(path), snapshot
+
+
+def model_weights_sha256(opts: BackendOptions, path: Path, commit: str | None) -> dict[str, str]:
+    """The weight files' sha256. A Hub model's are the digests the Hub declares for its LFS files (a large
+    checkpoint is not read again to hash it); a local model's, and weights stored without LFS (small by
+    the Hub's rules), are computed."""
+    if commit is None:
+        return weights_sha256(path)
+    snapshot = hub_model_dir(opts.model, opts.revision)[1]
+    names = sorted(p.name for p in path.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+    return {
+        name: snapshot.lfs_sha256.get(name) or hashlib.sha256((path / name).read_bytes()).hexdigest() for name in names
+    }
 
 
 def v1_max_length(config: Any, tokenizer: Any) -> int:
@@ -117,7 +145,7 @@ def _placement(device: str) -> tuple[Any, bool]:
 def load(opts: BackendOptions) -> HFBackend:
     """Load the model and tokenizer and wrap them as v1 ran (the one entry point of this backend)."""
     model, tokenizer, info = load_model(opts)
-    lm = make_lm(model, tokenizer, batch_size=opts.batch_size, max_length=info.max_length or DEFAULT_MAX_LENGTH)
+    lm = make_lm(model, tokenizer, batch_size=opts.batch_size or 1, max_length=info.max_length or DEFAULT_MAX_LENGTH)
     engine = engine_name(lm)
     return HFBackend(lm=lm, info=replace(info, engine=engine), module=model)
 
@@ -190,12 +218,12 @@ def load_model(opts: BackendOptions) -> tuple[Any, Any, ModelInfo]:
         revision=opts.revision,
         commit=commit,
         architecture=(config.architectures or [type(model).__name__])[0],
-        dtype=str(dtype).replace("torch.", ""),
+        dtype=str(model.dtype).replace("torch.", ""),  # what it really computes in
         devices=tuple(devices),
-        batch_size=opts.batch_size,
+        batch_size=opts.batch_size or 1,
         max_length=opts.max_length or v1_max_length(config, tokenizer),
         num_parameters=sum(p.numel() for p in model.parameters()),
-        weights_sha256=weights_sha256(path) if commit is None else {},  # a Hub commit pins them already
+        weights_sha256=model_weights_sha256(opts, path, commit),
         weights_not_loaded=weights_not_loaded,
     )
     return model, tokenizer, info

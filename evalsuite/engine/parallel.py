@@ -4,8 +4,15 @@ Each replica is a Ray actor that loads the model through `load_backend` (on `gpu
 or on CPU threads) and answers the pipeline's calls exactly as a single process would: a call (a part
 of REQUESTS_PER_CALL requests) is never split, so every request is batched with the same neighbours
 and the run directory is the one a single process writes. Call number i goes to replica i mod N, a
-deterministic shard; when a replica dies, the call it held is answered by the next live one and the
-run says so. Router statistics are counted in the replicas, per call, and summed here.
+deterministic shard; when a replica is lost (its process or its node dies, while it loads the model
+or later), the call it held is answered by the next live one and the run says so in one line; the run
+fails only when no replica is left. Router statistics are counted in the replicas, per call, and summed
+here.
+
+Without `--ray-address` the replicas run in a private local Ray instance (`address="local"`), never in a
+cluster this machine happens to know of; with one, the address is checked to answer before Ray is asked
+to join it (Ray itself retries for minutes). Ray's own notes (error messages it forwards to the driver,
+its SIGTERM handler) are kept out of the run: the run's SIGTERM/SIGINT handling stays evalsuite's.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ import contextlib
 import itertools
 import logging
 import os
+import signal
+import socket
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -28,6 +37,20 @@ from evalsuite.results import ModelInfo
 
 NAMESPACE = "evalsuite"
 ACTOR_PREFIX = "evalsuite-replica"
+# How long a --ray-address may take to accept a connection before the run says it cannot be reached.
+CONNECT_SECONDS = 10.0
+RAY_DEFAULT_PORT = 6379
+
+
+@dataclass(frozen=True)
+class Described:
+    """A loaded replica: its model, whether it counts routing, and what its backend declares."""
+
+    info: ModelInfo
+    router_stats: bool
+    requests_per_call: dict[str, int] | None
+    whole_calls: bool
+    max_batch_tokens: int | None  # the budget it chose for itself (the fast backend), before any common one
 
 
 class Replica:
@@ -41,9 +64,20 @@ class Replica:
         self.recorder = recorder_for(self.backend.module) if router_stats else None
         self.calls = 0
 
-    def describe(self) -> tuple[ModelInfo, bool, dict[str, int] | None]:
-        """What was loaded, whether routing is counted, and the calls the backend wants (requests_per_call)."""
-        return self.backend.info, self.recorder is not None, getattr(self.backend.lm, "requests_per_call", None)
+    def describe(self) -> Described:
+        """What was loaded and how its backend wants to be called."""
+        lm = self.backend.lm
+        return Described(
+            self.backend.info,
+            self.recorder is not None,
+            getattr(lm, "requests_per_call", None),
+            bool(getattr(lm, "whole_calls", False)),
+            self.backend.settings.get("max_batch_tokens"),
+        )
+
+    def use_budget(self, max_batch_tokens: int) -> None:
+        """Batch by this budget, the one every replica uses (evalsuite.engine.fast.budget)."""
+        self.backend.lm.use_budget(max_batch_tokens)
 
     def answered(self) -> int:
         """How many calls this replica has answered (a progress probe; runs beside `answer`)."""
@@ -112,21 +146,27 @@ class MergedRouterCounts:
         self.frames = []
 
 
-class DataParallelLM(LM):  # type: ignore[misc]
+class DataParallelLM(LM):
     """An lm-eval `LM` whose calls go to Ray replicas; `parallel_calls` tells the pipeline how many
     calls to keep in flight."""
 
     def __init__(
-        self, actors: Sequence[Any], counts: MergedRouterCounts | None, requests_per_call: dict[str, int] | None
+        self,
+        actors: Sequence[Any],
+        counts: MergedRouterCounts | None,
+        requests_per_call: dict[str, int] | None,
+        whole_calls: bool = False,
     ) -> None:
         super().__init__()
         self.actors = list(actors)
         self.requests_per_call = requests_per_call  # the replicas' backend's, so calls equal one process's
+        self.whole_calls = whole_calls  # the replicas' backend's (a resumed call is sent whole)
         self.alive = [True] * len(self.actors)
         self.locks = [threading.Lock() for _ in self.actors]
         self.counts = counts
         self.parallel_calls = len(self.actors)
         self.lost: list[int] = []
+        self.closed = False
         self._sequence = itertools.count()
         self._state = threading.Lock()
 
@@ -141,7 +181,9 @@ class DataParallelLM(LM):  # type: ignore[misc]
 
     def _call(self, request_type: str, requests: Sequence[Any]) -> list[Any]:
         import ray
-        from ray.exceptions import RayActorError, RayTaskError
+        from ray.exceptions import RayTaskError
+
+        lost = _lost_errors()
 
         with self._state:
             first = next(self._sequence) % len(self.actors)
@@ -156,7 +198,9 @@ class DataParallelLM(LM):  # type: ignore[misc]
                     continue
                 try:
                     answers, counts = ray.get(self.actors[k].answer.remote(benchmark, request_type, arguments))
-                except RayActorError as exc:
+                except lost as exc:
+                    if self.closed:  # the run is stopping: the replicas are being shut down
+                        raise
                     self._lose(k, len(requests), exc)
                     continue
                 except RayTaskError as exc:  # a non-finite answer stops the run as in one process
@@ -185,6 +229,13 @@ class DataParallelLM(LM):  # type: ignore[misc]
         )
 
 
+def _lost_errors() -> tuple[type[BaseException], ...]:
+    """What `ray.get` raises when a replica's process or node is gone (not an error of its own code)."""
+    from ray.exceptions import NodeDiedError, RayActorError, WorkerCrashedError
+
+    return RayActorError, NodeDiedError, WorkerCrashedError
+
+
 @dataclass
 class ParallelBackend:
     """N replicas behind one LM (a Backend, see evalsuite.engine.base)."""
@@ -195,14 +246,21 @@ class ParallelBackend:
     router_counts: MergedRouterCounts | None
     started_ray: bool
     module: Any = None  # the models live in the replicas
+    budgets: dict[int, int] = field(default_factory=dict)  # replica -> the budget it chose for itself
+    max_batch_tokens: int | None = None  # the one every replica uses: the smallest they chose, or the given one
 
     @property
     def settings(self) -> dict[str, Any]:
-        return {"data_parallel": {**self.options.record(), "replicas_lost": list(self.lm.lost)}}
+        parallel = {**self.options.record(), "replicas_lost": list(self.lm.lost)}
+        if self.max_batch_tokens is None:
+            return {"data_parallel": parallel}
+        chosen = {str(k): v for k, v in sorted(self.budgets.items())}
+        return {"max_batch_tokens": self.max_batch_tokens, "data_parallel": {**parallel, "replica_budgets": chosen}}
 
     def close(self) -> None:
         import ray
 
+        self.lm.closed = True
         for actor in self.lm.actors:
             with contextlib.suppress(Exception):
                 ray.kill(actor)
@@ -210,14 +268,78 @@ class ParallelBackend:
             ray.shutdown()
 
 
+def _endpoint(address: str) -> tuple[str, int] | None:
+    """(host, port) that a --ray-address must answer on; None for `auto` (Ray looks it up itself)."""
+    if address == "auto":
+        return None
+    rest = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = rest.rpartition(":") if ":" in rest else (rest, "", "")
+    try:
+        return host.strip("[]"), int(port) if port else RAY_DEFAULT_PORT
+    except ValueError:
+        raise ConfigError(
+            f"--ray-address {address}: expected host:port (e.g. 10.0.0.1:6379), ray://host:10001 or auto"
+        ) from None
+
+
+def _check_reachable(address: str) -> None:
+    """A one-line error, within CONNECT_SECONDS, when nothing answers at the address."""
+    endpoint = _endpoint(address)
+    if endpoint is None:
+        return
+    try:
+        socket.create_connection(endpoint, timeout=CONNECT_SECONDS).close()
+    except OSError as exc:
+        reason = f"no answer within {CONNECT_SECONDS:.0f} s" if isinstance(exc, TimeoutError) else exc.strerror
+        raise ConfigError(
+            f"--ray-address {address}: cannot reach the Ray cluster ({reason or exc}); check that its head node "
+            f"runs there (`ray status --address {address}` on a machine of the cluster) and that this machine "
+            "may connect to that port"
+        ) from None
+
+
+@contextlib.contextmanager
+def _run_keeps_its_signals() -> Iterator[None]:
+    """ray.init installs a SIGTERM handler that exits the process from under the run (Ray's threads then
+    abort it): the run's handlers (evalsuite.resume.signals) are put back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+
+
+def _quiet_forwarded_errors() -> None:
+    """Ray prints the error messages of the cluster (a raylet's notes about workers of a lost node...) into
+    the driver's terminal whatever log_to_driver says; a lost replica is the run's to report, in one line."""
+    from ray._private import worker
+
+    shown = worker.print_to_stdstream
+    if getattr(shown, "evalsuite_quiet", False):
+        return
+
+    def print_to_stdstream(data: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        if data.get("pid") != "raylet":
+            shown(data, *args, **kwargs)
+
+    print_to_stdstream.evalsuite_quiet = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = print_to_stdstream
+
+
 def _start_ray(parallel: ParallelOptions) -> bool:
-    """Join the cluster (or start a local instance); True when this call started Ray."""
+    """Join the cluster (or start a private local instance); True when this call started Ray."""
     try:
         import ray
     except ImportError:
         raise ConfigError(
             "--data-parallel needs Ray: install it with `pip install 'evalsuite[ray]'` (make install does)"
         ) from None
+    _quiet_forwarded_errors()
     if ray.is_initialized():
         return False
     local = parallel.ray_address in (None, "local")
@@ -229,20 +351,54 @@ def _start_ray(parallel: ParallelOptions) -> bool:
         "logging_level": logging.ERROR,
     }
     if local:
+        # Always a new instance of our own: without "local", Ray joins the cluster named in its temp
+        # directory (the last `ray start` on this machine, even a stopped one, or another job's).
+        kwargs["address"] = "local"
         # Enough CPU slots for every replica even on a small machine: a replica is mostly one process.
         kwargs["num_cpus"] = max(os.cpu_count() or 1, parallel.replicas * parallel.cpus_per_replica)
     else:
+        assert parallel.ray_address is not None
+        _check_reachable(parallel.ray_address)
         kwargs["address"] = parallel.ray_address
     try:
-        ray.init(**kwargs)
+        with _run_keeps_its_signals():
+            ray.init(**kwargs)
     except Exception as exc:
         where = "a local Ray instance" if local else f"the Ray cluster at {parallel.ray_address}"
         raise ConfigError(f"--data-parallel: could not start {where} ({one_line(exc)}); check --ray-address") from exc
     return True
 
 
+def _loaded(actors: Sequence[Any]) -> dict[int, Described]:
+    """Each replica's description as it finishes loading; a replica lost meanwhile (its process or node
+    died, or it failed for a reason of its own) is left out with a one-line note. Bad input, which every
+    replica would meet, is raised as the replica said it."""
+    import ray
+    from tqdm.auto import tqdm
+
+    pending = {a.describe.remote(): k for k, a in enumerate(actors)}
+    described: dict[int, Described] = {}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        k = pending.pop(ready[0])
+        try:
+            described[k] = ray.get(ready[0])
+        except Exception as exc:
+            cause = getattr(exc, "cause", None) or exc
+            if isinstance(cause, EvalsuiteError):  # bad input, said in one line by the replica
+                raise cause from None
+            why = "its process or node is gone" if isinstance(exc, _lost_errors()) else one_line(cause)[:200]
+            tqdm.write(
+                f"warning: data parallel: replica {k} was lost while loading the model ({type(exc).__name__}: "
+                f"{why}); its share goes to the other replicas",
+                file=sys.stderr,
+            )
+    return described
+
+
 def load(options: BackendOptions, parallel: ParallelOptions, *, router_stats: bool) -> ParallelBackend:
-    """Start `parallel.replicas` replicas of the backend `options` names and wait until all are loaded."""
+    """Start `parallel.replicas` replicas of the backend `options` names and wait until they are loaded;
+    those lost while loading are dropped (the run fails only when none loads)."""
     started = _start_ray(parallel)
     import ray
 
@@ -262,23 +418,43 @@ def load(options: BackendOptions, parallel: ParallelOptions, *, router_stats: bo
         ).remote(replica_options, router_stats)
         for k in range(parallel.replicas)
     ]
-    try:
-        described = ray.get([a.describe.remote() for a in actors])
-    except Exception as exc:
+
+    def give_up() -> None:
         for a in actors:
             with contextlib.suppress(Exception):
                 ray.kill(a)
         if started:
             ray.shutdown()
-        cause = getattr(exc, "cause", None) or exc
-        if isinstance(cause, EvalsuiteError):  # bad input, said in one line by the replica
-            raise cause from None
-        raise ModelError(f"data parallel: a replica failed to load the model ({one_line(cause)})") from None
-    infos = [info for info, _, _ in described]
+
+    try:
+        described = _loaded(actors)
+    except BaseException:
+        give_up()
+        raise
+    if not described:
+        give_up()
+        raise ModelError(
+            f"data parallel: none of the {len(actors)} replicas could load the model (the notes above say why); "
+            "check memory per replica (--gpus-per-replica, --cpus-per-replica) and the cluster's nodes, then rerun"
+        )
+    live = sorted(described)
+    infos = [described[k].info for k in live]
     devices = tuple(sorted({d for info in infos for d in info.devices}))
     info = replace(infos[0], devices=devices)
-    counts = MergedRouterCounts() if any(has for _, has, _ in described) else None
-    return ParallelBackend(DataParallelLM(actors, counts, described[0][2]), info, parallel, counts, started)
+    counts = MergedRouterCounts() if any(described[k].router_stats for k in live) else None
+    first = described[live[0]]
+    lm = DataParallelLM(actors, counts, first.requests_per_call, first.whole_calls)
+    for k in range(len(actors)):
+        if k not in described:
+            lm.alive[k] = False
+            lm.lost.append(k)
+    # One budget for all: a replica's own choice depends on its device's memory, and the budget decides
+    # how a call is batched, so each call's answers would depend on the replica it went to.
+    budgets = {k: b for k in live if (b := described[k].max_batch_tokens) is not None}
+    common = options.max_batch_tokens or (min(budgets.values()) if budgets else None)
+    if common is not None and options.max_batch_tokens is None:
+        ray.get([actors[k].use_budget.remote(common) for k in budgets])
+    return ParallelBackend(lm, info, parallel, counts, started, budgets=budgets, max_batch_tokens=common)
 
 
 __all__ = ["DataParallelLM", "ParallelBackend", "ParallelOptions", "Replica", "load"]

@@ -40,7 +40,7 @@ def _in_parts(method: Any, requests: list[Any], size: int, disable_tqdm: bool) -
     return out
 
 
-class V1HFLM(HFLM):  # type: ignore[misc]
+class V1HFLM(HFLM):
     # The width of the last context batch before truncation: generate_until encodes the contexts, then
     # generates from them; v1 cut the generated sequence at this width.
     _untruncated_width: int = 0

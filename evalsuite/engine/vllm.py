@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalsuite.engine.base import BackendOptions, engine_name
-from evalsuite.engine.weights import weights_sha256
 from evalsuite.errors import ConfigError, ModelError, one_line
 from evalsuite.paths import display_path
 from evalsuite.results import ModelInfo
@@ -71,9 +70,17 @@ def vllm_arguments(options: BackendOptions, path: Path, max_length: int) -> dict
     }
 
 
+def _computed_dtype(lm: Any, asked: str) -> str:
+    """The dtype vLLM's engine resolved (`auto`: vLLM's own rule), as recorded for verify's policy; what was
+    asked where the engine does not say."""
+    config = getattr(getattr(getattr(lm, "model", None), "llm_engine", None), "model_config", None)
+    dtype = getattr(config, "dtype", None)
+    return asked if dtype is None else str(dtype).removeprefix("torch.")
+
+
 def load(options: BackendOptions) -> VLLMBackend:
     check_available()
-    from evalsuite.engine.hf import load_config_and_tokenizer, resolve_model_dir, v1_max_length
+    from evalsuite.engine.hf import load_config_and_tokenizer, model_weights_sha256, resolve_model_dir, v1_max_length
 
     path, commit = resolve_model_dir(options)
     config, tokenizer = load_config_and_tokenizer(path, options.trust_remote_code)
@@ -90,11 +97,11 @@ def load(options: BackendOptions) -> VLLMBackend:
         revision=options.revision,
         commit=commit,
         architecture=(config.architectures or [None])[0],
-        dtype=options.dtype,
+        dtype=_computed_dtype(lm, options.dtype),
         devices=tuple(f"cuda:{i}" for i in range(options.tensor_parallel)),
         batch_size=None,
         max_length=max_length,
         engine=engine_name(lm),
-        weights_sha256=weights_sha256(path) if commit is None else {},  # a Hub commit pins them already
+        weights_sha256=model_weights_sha256(options, path, commit),
     )
     return VLLMBackend(lm=lm, info=info, arguments=arguments)

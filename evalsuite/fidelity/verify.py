@@ -17,7 +17,6 @@ from typing import Any
 from evalsuite.benchmarks.table import BENCHMARKS
 from evalsuite.errors import RunDirError
 from evalsuite.fidelity.tolerance import (
-    DEFAULT_TOLERANCE,
     BenchmarkVerdict,
     Tolerance,
     Verdict,
@@ -27,6 +26,7 @@ from evalsuite.fidelity.tolerance import (
 from evalsuite.results import RESULTS_FILE, SAMPLES_DIR, DocRecord, RequestRecord, load_run, read_samples
 
 GOLDEN_SCORES = "scores.json"
+GOLDEN_RUN_INFO = "run_info.json"
 _REQUEST_FIELDS = ("context", "continuation", "loglikelihood", "generation")
 
 
@@ -38,6 +38,7 @@ class Outputs:
     kind: str  # "run" or "golden"
     docs: Mapping[str, tuple[DocRecord, ...]]
     scores: Mapping[str, float | None]
+    dtype: str | None  # what the model computed in, as recorded (None: not recorded)
 
 
 @dataclass(frozen=True)
@@ -48,20 +49,24 @@ class VerifyReport:
     verdicts: tuple[BenchmarkVerdict, ...]
     skipped: Mapping[str, str] = field(default_factory=dict)  # benchmark -> why it was not compared
     left_out: Mapping[str, int] = field(default_factory=dict)  # --subset: reference documents not in the run
+    missing: tuple[str, ...] = ()  # benchmarks of the reference the run lacks (a difference, unless --subset)
 
     @property
     def ok(self) -> bool:
-        return all(v.verdict is not Verdict.DIFFERS for v in self.verdicts)
+        return not self.missing and all(v.verdict is not Verdict.DIFFERS for v in self.verdicts)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "run": str(self.run),
             "against": str(self.against),
             "epsilon": self.tolerance.epsilon,
+            "precision": self.tolerance.precision.name if self.tolerance.precision else "float32",
+            "policy": self.tolerance.describe(),
             "ok": self.ok,
             "benchmarks": [v.to_dict() for v in self.verdicts],
             "skipped": dict(self.skipped),
             "left_out": dict(self.left_out),
+            "missing": list(self.missing),
         }
 
 
@@ -105,13 +110,25 @@ def _load_golden(path: Path) -> Outputs:
             ) from exc
         value = (scores.get(spec.v1_task) or {}).get(spec.metric)
         stated[spec.name] = None if value is None else float(value)
-    return Outputs(path, "golden", docs, stated)
+    return Outputs(path, "golden", docs, stated, _golden_dtype(path))
+
+
+def _golden_dtype(path: Path) -> str | None:
+    """The dtype in the v1 harness's model arguments (`..., dtype=bfloat16`); None where it is not named or
+    `auto` (v1 then loaded the config's dtype, which the reference does not record: the run's decides)."""
+    try:
+        info = json.loads((path / GOLDEN_RUN_INFO).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    args = dict(part.strip().partition("=")[::2] for part in str(info.get("model_args", "")).split(","))
+    dtype = args.get("dtype", "").strip()
+    return None if dtype in ("", "auto") else dtype
 
 
 def _load_run(path: Path) -> Outputs:
     run = load_run(path)
     docs = {name: tuple(read_samples(path, name)) for name in run.scores}
-    return Outputs(path, "run", docs, {name: s.value for name, s in run.scores.items()})
+    return Outputs(path, "run", docs, {name: s.value for name, s in run.scores.items()}, run.model.dtype)
 
 
 def load_outputs(path: str | Path) -> Outputs:
@@ -130,17 +147,25 @@ def load_outputs(path: str | Path) -> Outputs:
 
 
 def verify(
-    run: str | Path, against: str | Path, tolerance: Tolerance = DEFAULT_TOLERANCE, *, subset: bool = False
+    run: str | Path, against: str | Path, tolerance: Tolerance | None = None, *, subset: bool = False
 ) -> VerifyReport:
-    """Compare every benchmark the two directories share; the others are listed as skipped. `subset`: check
-    only the reference documents the run has (a --limit run), their scores recomputed on those documents."""
+    """Compare every benchmark the two directories share. A benchmark of the reference that the run lacks
+    is missing, a difference like a missing document; one only the run has is listed as skipped.
+    `tolerance`: None picks the policy from the dtypes both directories record (Tolerance.for_dtypes).
+    `subset`: check only the reference's benchmarks and documents the run has (a --limit or --benchmarks
+    run), their scores recomputed on those documents."""
     ours, ref = load_outputs(run), load_outputs(against)
-    verdicts, skipped, left_out = [], {}, {}
+    if tolerance is None:
+        tolerance = Tolerance.for_dtypes(ours.dtype, ref.dtype)
+    verdicts, skipped, left_out, missing = [], {}, {}, []
     for spec in BENCHMARKS:
         if spec.name not in ours.docs and spec.name not in ref.docs:
             continue
         if spec.name not in ours.docs:
-            skipped[spec.name] = "not in the run"
+            if subset:
+                skipped[spec.name] = "not in the run (--subset)"
+            else:
+                missing.append(spec.name)
         elif spec.name not in ref.docs:
             skipped[spec.name] = "not in the reference"
         else:
@@ -155,14 +180,12 @@ def verify(
             verdicts.append(compare_benchmark(spec, reference, ours.docs[spec.name], tolerance, stated_scores=stated))
     if not verdicts:
         raise RunDirError(f"{ours.path} and {ref.path} share no benchmark; nothing to verify")
-    return VerifyReport(ours.path, ref.path, tolerance, tuple(verdicts), skipped, left_out)
+    return VerifyReport(ours.path, ref.path, tolerance, tuple(verdicts), skipped, left_out, tuple(missing))
 
 
 def format_report(report: VerifyReport, max_listed: int = 5) -> str:
     """One line per benchmark, then the near-ties and differences (the first `max_listed` of each)."""
-    eps = report.tolerance.epsilon
-    lines = [f"{report.run} against {report.against} (ε = {eps:g}, near-tie margin {2 * eps:g}, "
-             f"mc2 relative {report.tolerance.relative:.3g})"]  # fmt: skip
+    lines = [f"{report.run} against {report.against} ({report.tolerance.describe()})"]
     for v in report.verdicts:
         detail = f"{v.n_docs} docs, {v.n_loglikelihoods} lls"
         if v.verdict is Verdict.WITHIN or v.n_ll_changed:
@@ -178,6 +201,8 @@ def format_report(report: VerifyReport, max_listed: int = 5) -> str:
         hidden = max(0, len(v.differences) - max_listed) + max(0, len(v.near_ties) - max_listed)
         if hidden:
             lines.append(f"    ... {hidden} more (see --json)")
+    for name in report.missing:
+        lines.append(f"{name:<11} missing           in the reference, not in the run (--subset: only what it has)")
     for name, why in report.skipped.items():
         lines.append(f"{name:<11} skipped           {why}")
     for name, n in report.left_out.items():

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalsuite.errors import RecipeError
+from evalsuite.errors import RecipeError, one_line
 from evalsuite.naming import card_model_name
 
 # How mergekit-moe initialises the routers (mergekit.moe.router.get_gate_params).
@@ -27,6 +27,8 @@ EXPERT_KEYS = ("source_model", "positive_prompts", "negative_prompts", "noise_sc
 # Config fields that must agree for experts to be stacked into one MoE layer and share the base's attention.
 SHAPE_KEYS = ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "vocab_size")
 INSTALL_HINT = "install it with `pip install 'evalsuite[merge]'` (make install does)"
+# What evalsuite.merge.build imports of mergekit.
+MERGEKIT_MODULES = ("mergekit.merge", "mergekit.moe.config", "mergekit.scripts.moe")
 
 
 @dataclass(frozen=True)
@@ -236,8 +238,17 @@ def load_recipe(path: str | Path) -> Recipe:
 
 
 def require_mergekit() -> None:
+    """mergekit installed and importable (a broken install fails here, in one line, not in the merge)."""
     if importlib.util.find_spec("mergekit") is None:
         raise RecipeError(f"merging needs mergekit, which is not installed; {INSTALL_HINT}")
+    try:
+        for module in MERGEKIT_MODULES:
+            importlib.import_module(module)
+    except Exception as exc:  # ImportError, or whatever a broken dependency of it raises on import
+        raise RecipeError(
+            f"mergekit is installed but {module} cannot be imported ({type(exc).__name__}: {one_line(exc)[:200]}); "
+            f"reinstall it: {INSTALL_HINT}"
+        ) from None
 
 
 def check_prompts(recipe: Recipe, gate_modes: Sequence[str]) -> None:

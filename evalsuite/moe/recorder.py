@@ -23,8 +23,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from evalsuite.engine import positions
 from evalsuite.fsio import atomic_write_bytes
+from evalsuite.moe import positions
 from evalsuite.moe.stats import COLUMNS, ROUTER_FILE, summarize
 
 # Config keys that declare routed experts / experts per token, across MoE families (Mixtral, Qwen-MoE,

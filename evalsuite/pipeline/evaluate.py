@@ -19,22 +19,19 @@ from evalsuite.benchmarks.fewshot import context_prefix, v1_schedule
 from evalsuite.benchmarks.spec import BenchmarkSpec
 from evalsuite.checks.data import check_rows
 from evalsuite.data.sources import DataSource, load_rows
+from evalsuite.engine.base import split_calls
 from evalsuite.errors import DataError
-from evalsuite.fidelity.fingerprint import fingerprint
 from evalsuite.pipeline.progress import Ticker
-from evalsuite.results import BenchmarkScore, DocRecord, RequestRecord
+from evalsuite.results import BenchmarkOutcome, BenchmarkScore, DocRecord, RequestRecord
+from evalsuite.results.fingerprint import fingerprint
 from evalsuite.scoring import macro_stderr, mean, stderr
 
 if TYPE_CHECKING:
     from lm_eval.api.model import LM
 
-# Requests per call to the LM, by request type, for a smooth progress bar only: the backend batches
-# (and may split) each call as it likes. Generations are slow, so fewer go in one call.
-REQUESTS_PER_CALL = {"loglikelihood": 256, "generate_until": 16}
-
 Observer = Callable[[str], AbstractContextManager[Any]]
 # Called as each benchmark completes: (name, outcome, requests answered before this run started).
-OnDone = Callable[[str, "BenchmarkOutcome", int], None]
+OnDone = Callable[[str, BenchmarkOutcome, int], None]
 
 
 @dataclass(frozen=True)
@@ -43,12 +40,6 @@ class PreparedDoc:
     doc_id: int
     doc: Doc
     requests: tuple[Request, ...]
-
-
-@dataclass(frozen=True)
-class BenchmarkOutcome:
-    score: BenchmarkScore
-    docs: tuple[DocRecord, ...]
 
 
 def _process(spec: BenchmarkSpec, source: DataSource, config: str, split: str) -> list[Doc]:
@@ -92,23 +83,15 @@ def prepare(spec: BenchmarkSpec, source: DataSource, limit: int | None = None) -
 def answer(lm: LM, requests: Sequence[Request], progress: Any, answered: frozenset[int] = frozenset()) -> list[Any]:
     """Responses in request order: a float log-likelihood or a generated string per request.
 
-    The requests go in calls of REQUESTS_PER_CALL, or of the LM's `requests_per_call` where it declares
-    one (a backend that shares work within a call); an LM that declares `parallel_calls` (data-parallel
-    replicas) gets that many calls at once, the same calls as one at a time. `answered`: positions an
+    The requests go in calls of evalsuite.engine.base.REQUESTS_PER_CALL, or of the LM's `requests_per_call`
+    where it declares one (a backend that shares work within a call); an LM that declares `parallel_calls`
+    (data-parallel replicas) gets that many calls at once, the same calls as one at a time. `answered`: positions an
     earlier attempt answered (resume), already counted in `progress`."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     from lm_eval.api.instance import Instance
 
-    by_type: dict[str, list[int]] = defaultdict(list)
-    for i, req in enumerate(requests):
-        by_type[req.request_type].append(i)
-    per_call = {**REQUESTS_PER_CALL, **(getattr(lm, "requests_per_call", None) or {})}
-    calls = [
-        (request_type, indices[start : start + per_call[request_type]])
-        for request_type, indices in by_type.items()
-        for start in range(0, len(indices), per_call[request_type])
-    ]
+    calls = split_calls(lm, [req.request_type for req in requests])
     responses: list[Any] = [None] * len(requests)
 
     def call(request_type: str, part: list[int]) -> list[Any]:

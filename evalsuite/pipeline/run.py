@@ -6,7 +6,7 @@ import contextlib
 import platform
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -18,8 +18,8 @@ from evalsuite.benchmarks.spec import BenchmarkSpec
 from evalsuite.benchmarks.table import BENCHMARKS, select
 from evalsuite.data.sources import source_for
 from evalsuite.engine.base import BackendOptions, ParallelOptions
-from evalsuite.errors import ConfigError
-from evalsuite.fsio import atomic_write_json, atomic_write_text
+from evalsuite.errors import ConfigError, RunDirError
+from evalsuite.fsio import atomic_write_json, atomic_write_text, resolve_link
 from evalsuite.naming import is_local_path
 from evalsuite.paths import public_command
 from evalsuite.pipeline.machine import machine_info
@@ -50,7 +50,7 @@ class RunOptions:
     backend: str = "fast"  # a name of evalsuite.engine.BACKENDS; "hf" is the bit-exact v1 path
     max_batch_tokens: int | None = None  # fast backend; None: from free memory
     tensor_parallel: int = 1
-    batch_size: int = 1
+    batch_size: int | None = None  # hf backend (None: 1, v1's setting)
     trust_remote_code: bool = False
     threads: int | None = None
     router_stats: bool = True
@@ -121,12 +121,38 @@ def _quiet_library_bars() -> None:
     disable_progress_bars()
 
 
+def _already_complete(run_dir: Path, opts: RunOptions, specs: Sequence[BenchmarkSpec]) -> Path:
+    """`--resume` on a complete run: nothing to do when it is this command's (a requeued job ends well);
+    a RunDirError naming what differs when it is another's."""
+    from evalsuite.paths import display_path
+    from evalsuite.results import load_run
+
+    done = load_run(run_dir)
+    model = display_path(opts.model) if is_local_path(opts.model) else opts.model
+    recorded = {
+        "--model": (done.model.id, model),
+        "--revision": (done.model.revision, opts.revision),
+        "--limit": (done.provenance.limit, opts.limit),
+        "--benchmarks": (sorted(done.scores), sorted(spec.name for spec in specs)),
+        "--backend": ((done.extra.get("engine") or {}).get("backend"), opts.backend),
+    }
+    for option, (was, now) in recorded.items():
+        if was != now:
+            raise RunDirError(
+                f"--output-dir {run_dir}: holds a complete run of another command ({option} was {was}, now {now}); "
+                "choose another directory"
+            )
+    print(f"note: {run_dir} is a complete run of this command; nothing to resume", file=sys.stderr)
+    return run_dir
+
+
 def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
     """Evaluate and write the run directory; returns its path. Bad input fails before model time.
     `table`: the benchmarks to choose from (default the six of the leaderboard).
 
     The output directory is claimed first; every answer is kept in its staging directory as it comes,
     so an interrupted run continues with `--resume` (evalsuite.resume)."""
+    from evalsuite.card.hub_eval_results import run_files, write_files
     from evalsuite.card.update import render_metrics_table, render_model_index
     from evalsuite.engine import load_backend
     from evalsuite.engine.accounting import Accountant
@@ -142,8 +168,11 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
     backend_opts = opts.backend_options()
     parallel = opts.parallel()
     requested = Path(opts.output_dir) if opts.output_dir else None
+    if requested is not None and opts.resume and (requested / RESULTS_FILE).is_file():
+        return _already_complete(requested, opts, specs)
     if requested is not None:
         check_output_dir(requested)
+        requested = resolve_link(requested)  # a link to an empty directory: the run goes there, the link stays
     default = default_output_dir(opts.model, unique=False)
     with RunSession(requested, default, opts.command(table), resume=opts.resume, fresh=opts.fresh) as session:
         if not opts.progress:
@@ -156,17 +185,21 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
         fingerprint = run_fingerprint(backend_opts, source, versions)
         session.check_fingerprint(fingerprint, tuple(fingerprint.fields))  # before the model loads
 
+        # A budget the backend chose for itself in an earlier attempt is kept: it decides the batches (bits).
+        chosen = session.budget() if backend_opts.max_batch_tokens is None else None
+        load_opts = replace(backend_opts, max_batch_tokens=chosen) if chosen else backend_opts
         if parallel.replicas > 1:
             from evalsuite.engine import parallel as data_parallel
 
-            backend: Any = data_parallel.load(backend_opts, parallel, router_stats=opts.router_stats)
+            backend: Any = data_parallel.load(load_opts, parallel, router_stats=opts.router_stats)
         else:
-            backend = load_backend(backend_opts)
+            backend = load_backend(load_opts)
         recorder, accountant = None, None
         try:
             info = backend.info
             fingerprint = fingerprint.with_fields(loaded={"dtype": info.dtype, "devices": list(info.devices)})
             session.check_fingerprint(fingerprint)
+            session.keep_budget(backend.settings.get("max_batch_tokens"))
             lm = session.wrap(backend.lm, fingerprint)
             done = session.completed(specs)
             if session.reused:
@@ -230,10 +263,24 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
             extra["router"] = router_summary
         stage = session.stage
         result = RunResult(
-            model=info, scores={name: o.score for name, o in outcomes.items()}, provenance=provenance, extra=extra
+            model=info,
+            scores={name: o.score for name, o in outcomes.items()},
+            provenance=provenance,
+            extra=extra,
+            average_of=_average_of(table),
         )
         atomic_write_text(stage / "model-index.yaml", render_model_index(result))
+        write_files(stage, run_files(replace(result, path=session.final), RESULTS_FILE, table))
         atomic_write_text(stage / "metrics.md", render_metrics_table(result))
         atomic_write_json(stage / RESULTS_FILE, result.to_dict())  # last: marks the run complete
         session.finish()
     return session.final
+
+
+def _average_of(table: Sequence[BenchmarkSpec]) -> tuple[str, ...] | None:
+    """The benchmarks of the table this run was given that its average is taken over; None (not recorded)
+    when they are the leaderboard's six, as every earlier run's were."""
+    from evalsuite.scoring import in_average
+
+    names = tuple(spec.name for spec in table if spec.in_average)
+    return None if names == in_average() else names

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.errors import RunDirError
-from evalsuite.fidelity.fingerprint import Fingerprint
+from evalsuite.results.fingerprint import Fingerprint
 
 SCHEMA_VERSION = 1
 RESULTS_FILE = "results.json"
@@ -132,20 +132,26 @@ class RunResult:
     provenance: Provenance = field(default_factory=Provenance)
     path: Path | None = None  # the run directory, when there is one
     extra: Mapping[str, Any] = field(default_factory=dict)  # optional sections, e.g. "router"
+    # The benchmarks the average is taken over: those of the table the run was given that are `in_average`;
+    # None (a card, an older run) for the leaderboard's six.
+    average_of: tuple[str, ...] | None = None
+
+    def _averaged(self) -> tuple[str, ...]:
+        from evalsuite.scoring import in_average
+
+        return in_average() if self.average_of is None else self.average_of
 
     @property
     def average(self) -> float | None:
         """The leaderboard average (evalsuite.scoring); None unless all its benchmarks are present."""
         from evalsuite.scoring import leaderboard_average
 
-        return leaderboard_average({name: s.value for name, s in self.scores.items()})
+        return leaderboard_average({name: s.value for name, s in self.scores.items()}, self._averaged)
 
     @property
     def missing(self) -> list[str]:
-        """The benchmarks of the leaderboard average that this result lacks."""
-        from evalsuite.scoring import in_average
-
-        return [name for name in in_average() if name not in self.scores]
+        """The benchmarks of the average that this result lacks."""
+        return [name for name in self._averaged() if name not in self.scores]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -153,6 +159,7 @@ class RunResult:
             "model": asdict(self.model),
             "benchmarks": {name: s.to_dict() for name, s in self.scores.items()},
             "average": self.average,
+            **({} if self.average_of is None else {"average_of": list(self.average_of)}),
             "provenance": asdict(self.provenance),
             **dict(self.extra),
         }
@@ -170,13 +177,15 @@ class RunResult:
             )
         try:
             scores = {name: BenchmarkScore.from_dict(s) for name, s in d["benchmarks"].items()}
-            known = {"schema_version", "model", "benchmarks", "average", "provenance"}
+            known = {"schema_version", "model", "benchmarks", "average", "average_of", "provenance"}
+            average_of = d.get("average_of")
             return cls(
                 model=ModelInfo.from_dict(d["model"]),
                 scores=scores,
                 provenance=Provenance.from_dict(d.get("provenance") or {}),
                 path=path,
                 extra={k: v for k, v in d.items() if k not in known},
+                average_of=None if average_of is None else tuple(str(x) for x in average_of),
             )
         except RunDirError:
             raise
@@ -231,3 +240,11 @@ class DocRecord:
     def key(self) -> tuple[str | None, int]:
         """Identifies the document within its benchmark (MMLU doc ids repeat across subjects)."""
         return (self.subject, self.doc_id)
+
+
+@dataclass(frozen=True)
+class BenchmarkOutcome:
+    """A completed benchmark: its score and its documents."""
+
+    score: BenchmarkScore
+    docs: tuple[DocRecord, ...]

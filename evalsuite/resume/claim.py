@@ -5,6 +5,10 @@ when complete, so the target is either complete or absent. The staging directory
 temporary name with its lock already held, then renamed: two runs can never both claim it. The lock
 (`flock`) dies with its process, kill -9 included, so a staging directory whose lock is free is an
 unfinished run that `--resume` may continue.
+
+Nothing here follows a symbolic link inside a staging directory: the lock and the answers are opened
+with O_NOFOLLOW, a staging directory holding a link is refused (or, when it would only be scanned, left
+alone), and the staging directory and its state are created without write access for anyone else.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.errors import ConfigError, OutputExistsError, RunDirError
-from evalsuite.fsio import atomic_write_json
+from evalsuite.fsio import PRIVATE_DIR, atomic_write_json, link_refused, open_own, refuse_links
 from evalsuite.resume.fingerprint import RunFingerprint
 from evalsuite.resume.store import STORE_FILE
 
@@ -41,7 +45,7 @@ def final_of(stage: Path) -> Path:
 def answers_in(stage: Path) -> int:
     """How many answers the staging directory's store holds (complete lines)."""
     path = stage / STATE_DIR / STORE_FILE
-    if not path.is_file():
+    if path.is_symlink() or not path.is_file():
         return 0
     with path.open("rb") as fh:
         return sum(1 for line in fh if line.endswith(b"\n"))
@@ -60,11 +64,22 @@ def command_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str | 
     return RunFingerprint(dict(new)).differs_from(RunFingerprint(dict(old)))
 
 
+def _state_dir(stage: Path) -> Path:
+    """The stage's `.resume/`, made if missing; a RunDirError when the stage or it is a symbolic link."""
+    state = stage / STATE_DIR
+    for path in (stage, state):
+        if path.is_symlink():
+            raise link_refused(path)
+    state.mkdir(mode=PRIVATE_DIR, exist_ok=True)
+    if state.is_symlink():  # made a link between the check and mkdir
+        raise link_refused(state)
+    return state
+
+
 def _try_lock(stage: Path) -> int | None:
-    """An fd holding the stage's lock, or None when another live process holds it."""
-    path = stage / STATE_DIR / LOCK_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    """An fd holding the stage's lock, or None when another live process holds it; a RunDirError when
+    the lock (or a directory above it in the stage) is a symbolic link."""
+    fd = open_own(_state_dir(stage) / LOCK_FILE, os.O_RDWR | os.O_CREAT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -76,9 +91,13 @@ def _try_lock(stage: Path) -> int | None:
 
 
 def _holder(stage: Path) -> str:
-    with contextlib.suppress(OSError):
-        pid = (stage / STATE_DIR / LOCK_FILE).read_text().strip()
-        if pid:
+    with contextlib.suppress(OSError, RunDirError):
+        fd = open_own(stage / STATE_DIR / LOCK_FILE, os.O_RDONLY)
+        try:
+            pid = os.read(fd, 32).decode("ascii", "replace").strip()
+        finally:
+            os.close(fd)
+        if pid.isdigit():
             return f" (pid {pid})"
     return ""
 
@@ -131,7 +150,8 @@ def _create(final: Path, command: Mapping[str, Any]) -> Claim | None:
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / STATE_DIR).mkdir(parents=True)
+        tmp.mkdir(mode=0o755)  # less the umask: never writable by others, whatever the umask allows
+        (tmp / STATE_DIR).mkdir(mode=PRIVATE_DIR)
     except OSError as exc:  # a location the permission checks let through (/proc, a read-only mount)
         shutil.rmtree(tmp, ignore_errors=True)
         for parent in made:  # deepest first
@@ -167,9 +187,25 @@ def _unfinished_message(final: Path, stage: Path) -> str:
     )
 
 
+def _clear(stage: Path) -> None:
+    """Empty the stage but for its lock: links are removed, never followed."""
+    for entry in stage.iterdir():
+        if entry.name != STATE_DIR:
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+    for entry in (stage / STATE_DIR).iterdir():
+        if entry.name != LOCK_FILE:
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+
+
+def _holds_nothing(stage: Path) -> bool:
+    return answers_in(stage) == 0 and not any((stage / "samples").glob("*.jsonl"))
+
+
 def claim_dir(final: Path, command: Mapping[str, Any], *, resume: bool, fresh: bool) -> Claim:
     """Claim the directory the user named; refuses at once when another run is writing it."""
     stage = stage_of(final)
+    if stage.is_symlink():
+        raise link_refused(stage)
     if stage.is_dir():
         fd = _try_lock(stage)
         if fd is None:
@@ -177,27 +213,26 @@ def claim_dir(final: Path, command: Mapping[str, Any], *, resume: bool, fresh: b
                 f"--output-dir {final}: another evalsuite run{_holder(stage)} is writing it right now; "
                 "wait for it to finish or choose another directory"
             )
-        if fresh:
-            for entry in stage.iterdir():
-                if entry.name != STATE_DIR:
-                    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-            for entry in (stage / STATE_DIR).iterdir():
-                if entry.name != LOCK_FILE:
-                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-            atomic_write_json(stage / STATE_DIR / COMMAND_FILE, dict(command))
-            return Claim(final, stage, fd)
-        if not resume:
+        try:
+            if not fresh:
+                refuse_links(stage)  # --fresh removes them (never what they point to)
+            if fresh or (not resume and _holds_nothing(stage)):  # nothing answered (a kill -9 early): no question
+                _clear(stage)
+                atomic_write_json(stage / STATE_DIR / COMMAND_FILE, dict(command))
+                return Claim(final, stage, fd)
+            if not resume:
+                raise RunDirError(_unfinished_message(final, stage))
+            old = read_command(stage)
+            difference = None if old is None else command_difference(old, command)
+            if old is None or difference:
+                why = difference or "its command record is missing"
+                raise RunDirError(
+                    f"--output-dir {final}: the unfinished run there is another command ({why}); "
+                    "repeat its options to continue it, or start over with --fresh"
+                )
+        except BaseException:
             os.close(fd)
-            raise RunDirError(_unfinished_message(final, stage))
-        old = read_command(stage)
-        difference = None if old is None else command_difference(old, command)
-        if old is None or difference:
-            os.close(fd)
-            why = difference or "its command record is missing"
-            raise RunDirError(
-                f"--output-dir {final}: the unfinished run there is another command ({why}); "
-                "repeat its options to continue it, or start over with --fresh"
-            )
+            raise
         return Claim(final, stage, fd)
     claim = _create(final, command)
     if claim is None:
@@ -210,18 +245,29 @@ def claim_dir(final: Path, command: Mapping[str, Any], *, resume: bool, fresh: b
 
 
 def unfinished_runs(parent: Path, command: Mapping[str, Any]) -> Iterator[Path]:
-    """Staging directories under `parent` left by the same command, newest first."""
+    """Staging directories under `parent` left by the same command, newest first (a link is none)."""
     if not parent.is_dir():
         return
-    stages = sorted(parent.glob(".*.partial"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for stage in stages:
-        if stage.is_dir() and read_command(stage) == dict(command):
+    stages = [p for p in parent.glob(".*.partial") if p.is_dir() and not p.is_symlink()]
+    for stage in sorted(stages, key=lambda p: p.stat().st_mtime, reverse=True):
+        if read_command(stage) == dict(command):
             yield stage
+
+
+def _lock_unless_linked(stage: Path) -> int | None:
+    """`_try_lock`, but a stage holding a symbolic link is passed over (with a note), not an error: a
+    run that only scans the parent directory must not stop on, nor write through, someone else's link."""
+    try:
+        refuse_links(stage)
+        return _try_lock(stage)
+    except RunDirError as exc:
+        print(f"note: {stage} left alone: {exc}", file=sys.stderr)
+        return None
 
 
 def _is_idle(stage: Path) -> bool:
     """No live run holds the stage (taking the lock for a moment tells)."""
-    fd = _try_lock(stage)
+    fd = _lock_unless_linked(stage)
     if fd is None:
         return False
     os.close(fd)
@@ -234,7 +280,7 @@ def claim_default(base: Path, command: Mapping[str, Any], *, resume: bool) -> Cl
     earlier = list(unfinished_runs(base.parent, command))
     if resume:
         for stage in earlier:
-            fd = _try_lock(stage)
+            fd = _lock_unless_linked(stage)
             if fd is not None:
                 return Claim(final_of(stage), stage, fd)
         print("note: no unfinished run of this command to resume; starting a new one", file=sys.stderr)
@@ -248,7 +294,7 @@ def claim_default(base: Path, command: Mapping[str, Any], *, resume: bool) -> Cl
     while True:
         final = base if n == 1 else base.with_name(f"{base.name}-{n}")
         n += 1
-        if final.exists() or final.is_symlink() or stage_of(final).exists():
+        if final.exists() or final.is_symlink() or stage_of(final).exists() or stage_of(final).is_symlink():
             continue
         claim = _create(final, command)
         if claim is not None:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evalsuite.engine.base import split_calls
 from evalsuite.errors import NonFiniteAnswer
 from evalsuite.resume.store import AnswerStore, request_key
 
@@ -53,14 +54,15 @@ class _Hook:
         self.owner._arrive(attr, request_key(self.owner.digest, attr, req), res, from_hook=True)
 
 
-def resumable(inner: LM, store: AnswerStore, digest: str) -> LM:
-    """`inner` behind the store (an `LM` subclass, so lm-eval code accepts it too)."""
+def resumable(inner: LM, store: AnswerStore) -> LM:
+    """`inner` behind the store, keyed by the store's fingerprint digest (an `LM` subclass, so lm-eval
+    code accepts it too)."""
     from lm_eval.api.model import LM
 
-    class ResumableHarnessLM(ResumableLM, LM):  # type: ignore[misc]
+    class ResumableHarnessLM(ResumableLM, LM):
         pass
 
-    return ResumableHarnessLM(inner, store, digest)
+    return ResumableHarnessLM(inner, store)
 
 
 class _Call(threading.local):
@@ -77,11 +79,11 @@ class _Call(threading.local):
 class ResumableLM:
     """The wrapper's behaviour; `resumable` makes it an `LM` (lm_eval is imported only then)."""
 
-    def __init__(self, inner: Any, store: AnswerStore, digest: str) -> None:
+    def __init__(self, inner: Any, store: AnswerStore) -> None:
         super().__init__()
         self.inner = inner
         self.store = store
-        self.digest = digest
+        self.digest = store.digest
         # What an earlier attempt answered is skipped; within this attempt every call goes to the backend
         # as the pipeline makes it (less repeats inside it), whichever other calls are in flight, so the
         # forward passes (and the router counts) do not depend on how concurrent calls interleave.
@@ -93,7 +95,7 @@ class ResumableLM:
         counter = os.environ.get(COUNT_ENV)
         self._counter = Path(counter) if counter else None
         if hasattr(inner, "set_cache_hook"):
-            inner.set_cache_hook(_Hook(self))  # type: ignore[arg-type]
+            inner.set_cache_hook(_Hook(self))
 
     def __getattr__(self, name: str) -> Any:
         # Everything else (tokenizer, rank, max_length...) is the backend's.
@@ -124,9 +126,11 @@ class ResumableLM:
 
     def _call(self, request_type: str, instances: list[Instance], kwargs: dict[str, Any]) -> list[Any]:
         keys = [request_key(self.digest, request_type, inst.args) for inst in instances]
+        # A backend that batches across the call gets a partly answered call whole: batched as it was.
+        whole = getattr(self.inner, "whole_calls", False) and not all(key in self.earlier for key in keys)
         todo: dict[str, Instance] = {}
         for key, inst in zip(keys, instances, strict=True):
-            if key not in self.earlier:
+            if whole or key not in self.earlier:
                 todo.setdefault(key, inst)  # a request asked twice in one call is answered once
         fresh: dict[str, Any] = {}
         if todo:
@@ -162,8 +166,14 @@ def _decode(request_type: str, stored: Any) -> Any:
 
 
 def answered_already(lm: Any, requests: Sequence[Any]) -> set[int]:
-    """The positions of the runner's requests that `lm` holds answers for (none for a plain backend)."""
+    """The positions of the runner's requests that `lm` holds answers for (none for a plain backend); for
+    a backend that answers whole calls, only those of calls answered whole (the others are asked again)."""
     answered = getattr(lm, "answered", None)
     if answered is None:
         return set()
-    return {i for i, r in enumerate(requests) if answered(r.request_type, r.arguments)}
+    held = {i for i, r in enumerate(requests) if answered(r.request_type, r.arguments)}
+    if held and getattr(lm, "whole_calls", False):
+        for _, part in split_calls(lm, [r.request_type for r in requests]):
+            if not held.issuperset(part):
+                held.difference_update(part)
+    return held

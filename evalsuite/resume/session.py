@@ -5,6 +5,7 @@ Layout of the staging directory (the run directory once complete, less `.resume/
   samples/<benchmark>.jsonl        written when the benchmark completes (its final place)
   .resume/command.json             the options that make two invocations "the same command"
   .resume/fingerprint.json         what decides the answers (evalsuite.resume.fingerprint)
+  .resume/budget.json              the batching budget the first attempt chose (reused by the next ones)
   .resume/answers.jsonl            every answered request (evalsuite.resume.store)
   .resume/done/<benchmark>.json    the benchmark's score: marks it complete
   .resume/router/<benchmark>.parquet  its router counts (MoE models)
@@ -12,6 +13,8 @@ Layout of the staging directory (the run directory once complete, less `.resume/
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,9 +33,10 @@ if TYPE_CHECKING:
     from lm_eval.api.model import LM
 
     from evalsuite.benchmarks.spec import BenchmarkSpec
-    from evalsuite.pipeline.evaluate import BenchmarkOutcome
+    from evalsuite.results import BenchmarkOutcome
 
 FINGERPRINT_FILE = "fingerprint.json"
+BUDGET_FILE = "budget.json"
 
 
 class RunSession:
@@ -105,12 +109,19 @@ class RunSession:
     # The fingerprint and the store.
 
     def check_fingerprint(self, fingerprint: RunFingerprint, keys: Sequence[str] | None = None) -> None:
-        """Refuse to continue under another fingerprint (only `keys`, when given: the rest is not known yet)."""
+        """Refuse to continue under another fingerprint (only `keys`, when given: the rest is not known yet),
+        or without the record of the one the stored work was made under."""
         path = self.state / FINGERPRINT_FILE
+        old = None
         if path.is_file():
-            import json
-
-            old = RunFingerprint.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+                old = RunFingerprint.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        if old is None and self._holds_work():
+            raise RunDirError(
+                f"cannot resume {self.final}: {path} is missing or unreadable, so its {answers_in(self.stage)} answers "
+                "and completed benchmarks cannot be checked against this model and settings; start over with --fresh"
+            )
+        if old is not None:
             why = fingerprint.differs_from(old, tuple(keys) if keys is not None else None)
             if why:
                 raise RunDirError(
@@ -120,26 +131,55 @@ class RunSession:
         if keys is None:
             atomic_write_json(path, fingerprint.to_dict())
 
+    def budget(self) -> int | None:
+        """The batching budget (`max_batch_tokens`) an earlier attempt chose, when it was left to the backend:
+        a resumed run batches as the first attempt did, whatever memory is free now."""
+        path = self.state / BUDGET_FILE
+        with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
+            value = json.loads(path.read_text(encoding="utf-8")).get("max_batch_tokens")
+            return value if isinstance(value, int) and value > 0 else None
+        return None
+
+    def keep_budget(self, max_batch_tokens: int | None) -> None:
+        """Record the budget the backend chose (once: the first attempt's stays)."""
+        path = self.state / BUDGET_FILE
+        if max_batch_tokens is not None and not path.exists():
+            atomic_write_json(path, {"max_batch_tokens": max_batch_tokens})
+
+    def _holds_work(self) -> bool:
+        """Anything an earlier attempt computed: answers, samples or completed benchmarks."""
+        return (
+            answers_in(self.stage) > 0
+            or any((self.stage / "samples").glob("*.jsonl"))
+            or any((self.state / "done").glob("*.json"))
+        )
+
     def wrap(self, lm: LM, fingerprint: RunFingerprint) -> LM:
         """The backend behind the store; call after `check_fingerprint(fingerprint)` with all its fields."""
         from evalsuite.resume.lm import resumable
 
-        self.store = AnswerStore(self.state / STORE_FILE)
+        self.store = AnswerStore(self.state / STORE_FILE, fingerprint.digest())
         self.reused = len(self.store)
-        return resumable(lm, self.store, fingerprint.digest())
+        if self.store.skipped:
+            lines = self.store.skipped
+            shown = ", ".join(map(str, lines[:5])) + (", ..." if len(lines) > 5 else "")
+            print(
+                f"note: {self.store.path}: {len(lines)} stored answers were unreadable, altered or of another "
+                f"fingerprint (line {shown}); they are passed over and asked of the model again",
+                file=sys.stderr,
+            )
+        return resumable(lm, self.store)
 
     # Benchmarks, as each completes.
 
     def completed(self, specs: Sequence[BenchmarkSpec]) -> dict[str, BenchmarkOutcome]:
         """The outcomes of benchmarks an earlier attempt completed (samples and score as written then)."""
-        from evalsuite.pipeline.evaluate import BenchmarkOutcome
+        from evalsuite.results import BenchmarkOutcome
 
         done = {}
         for spec in specs:
             marker = self.state / "done" / f"{spec.name}.json"
             if marker.is_file():
-                import json
-
                 data = json.loads(marker.read_text(encoding="utf-8"))
                 score = BenchmarkScore.from_dict(data["score"])
                 if data.get("router_partial"):
@@ -152,21 +192,29 @@ class RunSession:
         from evalsuite.fsio import atomic_write_jsonl
 
         state = self.state
-        if recorder is not None:
+        total = sum(len(d.requests) + len(d.extra.get("mc1_requests", ())) for d in outcome.docs)
+        router, note_file = state / "router" / f"{name}.parquet", state / "router" / f"{name}.json"
+        partial = None
+        if recorder is not None and reused >= total and router.is_file():
+            # Killed after its router counts were saved, before its marker: the attempt that answered its
+            # requests counted them; this one asked the model nothing and keeps them (and their note).
+            if note_file.is_file():
+                partial = json.loads(note_file.read_text(encoding="utf-8")).get("partial")
+        elif recorder is not None:
             import io
 
+            if reused:
+                partial = f"counts miss the {reused} requests answered before the run was resumed (of about {total})"
+            atomic_write_json(note_file, {"partial": partial})  # first: the counts below are read with it
             frame = recorder.frame()
             buf = io.BytesIO()
             frame[frame["benchmark"] == name].to_parquet(buf, index=False)
-            atomic_write_bytes(state / "router" / f"{name}.parquet", buf.getvalue())
+            atomic_write_bytes(router, buf.getvalue())
         atomic_write_jsonl(samples_path(self.stage, name), [d.to_dict() for d in outcome.docs])
         marker: dict[str, Any] = {"score": outcome.score.to_dict()}
-        if recorder is not None and reused:
-            total = sum(len(d.requests) + len(d.extra.get("mc1_requests", ())) for d in outcome.docs)
-            marker["router_partial"] = (
-                f"counts miss the {reused} requests answered before the run was resumed (of about {total})"
-            )
-            self._router_partial[name] = marker["router_partial"]
+        if partial:
+            marker["router_partial"] = partial
+            self._router_partial[name] = partial
         atomic_write_json(state / "done" / f"{name}.json", marker)
 
     def write_router(self, names: Sequence[str]) -> dict[str, Any] | None:

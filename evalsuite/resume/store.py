@@ -1,15 +1,19 @@
 """An append-only store of answered requests: one JSON line per answer, fsynced in chunks.
 
 Each line is written with a single `write` as soon as the answer exists, so a killed process loses at
-most the request it was computing; a torn last line (power loss mid-write) is dropped when the store is
-reopened. Keys are hashes of the request under the run's fingerprint digest, so answers computed under
-another fingerprint can never be mistaken for this one's.
+most the request it was computing. Each line carries the digest of the fingerprint it was made under
+and a checksum of its content: a line that does not parse, was altered, holds a non-finite number or
+belongs to another fingerprint is skipped on its own (and counted), never the lines after it; a torn
+last line (power loss mid-write) is cut off before anything is appended. Keys are hashes of the request
+under the fingerprint digest, so answers computed under another fingerprint are never mistaken for
+this one's. The file is opened without following a symbolic link.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Iterable
@@ -17,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from evalsuite.errors import RunDirError
+from evalsuite.fsio import open_own
 
 STORE_FILE = "answers.jsonl"
 # fsync after this many answers or seconds, whichever comes first: a crash of the machine (not of the
@@ -30,19 +35,52 @@ def request_key(digest: str, request_type: str, arguments: Iterable[Any]) -> str
     return hashlib.sha256(data.encode("utf-8")).hexdigest()
 
 
-class AnswerStore:
-    """Answers by request key; `put` appends and persists one answer."""
+def _checksum(key: str, answer: Any, digest: str) -> str:
+    data = json.dumps([key, answer, digest], ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(data.encode("utf-8")).hexdigest()[:16]
 
-    def __init__(self, path: Path) -> None:
+
+def _is_answer(value: Any) -> bool:
+    """What a backend answers: a text, a finite log-likelihood, or [finite log-likelihood, is_greedy]."""
+    if isinstance(value, str):
+        return True
+    if isinstance(value, list):
+        return len(value) == 2 and _is_answer(value[0]) and isinstance(value[1], bool) and not isinstance(value[0], str)
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a stored answer")  # NaN, Infinity: never written by evalsuite
+
+
+def _parse(line: bytes, digest: str) -> tuple[str, Any] | None:
+    """(key, answer) of a sound line made under `digest`; None for anything else."""
+    try:
+        record = json.loads(line, parse_constant=_no_constant)
+        key, answer, made_under, check = record["k"], record["a"], record["f"], record["c"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not (isinstance(key, str) and made_under == digest and _is_answer(answer)):
+        return None
+    return (key, answer) if check == _checksum(key, answer, digest) else None
+
+
+class AnswerStore:
+    """Answers by request key under one fingerprint `digest`; `put` appends and persists one answer.
+    `skipped`: the line numbers (1-based) of unsound lines passed over when the store was opened."""
+
+    def __init__(self, path: Path, digest: str) -> None:
         self.path = Path(path)
+        self.digest = digest
+        self.skipped: list[int] = []
+        self._fd = self._open()
         self.answers: dict[str, Any] = self._read()
-        self._fd = self._open(os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         self._unsynced = 0
         self._last_sync = time.monotonic()
 
-    def _open(self, flags: int) -> int:
+    def _open(self) -> int:
         try:
-            return os.open(self.path, flags, 0o644)
+            return open_own(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
         except OSError as exc:
             raise self._error("could not open", exc) from exc
 
@@ -53,23 +91,19 @@ class AnswerStore:
         )
 
     def _read(self) -> dict[str, Any]:
-        if not self.path.exists():
-            return {}
-        data = self.path.read_bytes()
+        size = os.fstat(self._fd).st_size
+        data = os.pread(self._fd, size, 0) if size else b""
         answers: dict[str, Any] = {}
-        good = 0  # bytes up to the last complete, valid line
-        for line in data.splitlines(keepends=True):
-            if not line.endswith(b"\n"):
+        lines = data.splitlines(keepends=True)
+        for number, line in enumerate(lines, 1):
+            if not line.endswith(b"\n"):  # a torn tail would corrupt the next line appended after it
+                os.ftruncate(self._fd, len(data) - len(line))
                 break
-            try:
-                record = json.loads(line)
-                answers[record["k"]] = record["a"]
-            except (ValueError, KeyError, TypeError):
-                break
-            good += len(line)
-        if good < len(data):
-            # A torn tail would corrupt the next line appended after it: cut it off first.
-            os.truncate(self.path, good)
+            parsed = _parse(line, self.digest)
+            if parsed is None:
+                self.skipped.append(number)
+            else:
+                answers.setdefault(*parsed)
         return answers
 
     def __len__(self) -> int:
@@ -84,8 +118,8 @@ class AnswerStore:
     def put(self, key: str, answer: Any) -> None:
         if key in self.answers:
             return
-        line = json.dumps({"k": key, "a": answer}, ensure_ascii=False, allow_nan=False) + "\n"
-        data = line.encode("utf-8")
+        record = {"k": key, "a": answer, "f": self.digest, "c": _checksum(key, answer, self.digest)}
+        data = (json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
         try:
             while data:  # a write may stop short (e.g. at a file size limit); the rest follows or fails
                 data = data[os.write(self._fd, data) :]

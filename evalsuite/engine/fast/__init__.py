@@ -2,8 +2,9 @@
 contract it fulfils: evalsuite.engine.base).
 
 tokenize (requests to token ids, as lm-eval's HF class makes them), trie (the prefix plan of a call),
-scorer (log-likelihoods over the plan with cached prefixes), generate (batched greedy decoding), budget
-(tokens per batch), lm (the lm-eval `LM` that ties them together).
+schedule (the plan's forward passes and the caches each keeps, model-free), scorer (runs them: the
+log-likelihoods), generate (batched greedy decoding), budget (tokens per batch), lm (the lm-eval `LM`
+that ties them together).
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""How many token positions one forward pass may hold, and what to do when the device runs out of memory."""
+"""How many token positions one forward pass may hold, and what to do when the device runs out of memory.
+
+The budget decides how requests are batched, and so the last bits of their log-likelihoods: it is decided
+once, when the model loads, from what does not change while the process runs (on CPU the machine's
+memory, not what is free at that moment), and recorded; a resumed run and every data-parallel replica
+use the one recorded (evalsuite.resume, evalsuite.engine.parallel).
+"""
 
 from __future__ import annotations
 
@@ -36,7 +42,9 @@ def _kv_elements(config: Any) -> int:
 
 
 def default_max_batch_tokens(model: Any) -> int:
-    """From the free memory of the model's device: half of it in positions, capped on CPU."""
+    """On a GPU, half its free memory (after the weights) in positions; on CPU, half the machine's
+    memory, capped at CPU_BATCH_TOKENS (what happens to be free depends on the process's history and
+    on other processes, and would make two runs batch differently)."""
     import torch
 
     device = next(model.parameters()).device
@@ -44,10 +52,10 @@ def default_max_batch_tokens(model: Any) -> int:
         free, _ = torch.cuda.mem_get_info(device)
         return max(MIN_BATCH_TOKENS, int(free * GPU_MEMORY_SHARE) // bytes_per_position(model))
     try:
-        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return CPU_BATCH_TOKENS
-    return max(MIN_BATCH_TOKENS, min(CPU_BATCH_TOKENS, int(free * GPU_MEMORY_SHARE) // bytes_per_position(model)))
+    return max(MIN_BATCH_TOKENS, min(CPU_BATCH_TOKENS, int(memory * GPU_MEMORY_SHARE) // bytes_per_position(model)))
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evalsuite.engine import positions
 from evalsuite.engine.fast.budget import is_out_of_memory, release_memory
 from evalsuite.engine.fast.scorer import Counters
 from evalsuite.errors import ModelError
+from evalsuite.moe import positions
 
 # Generation settings that would change greedy decoding; a model whose generation_config sets one
 # generates on the exact path.

@@ -12,7 +12,8 @@ the padding, plus about one layer's feed-forward on every unscored position.
 Only models whose code comes with transformers and whose layers are laid out as Llama, Mixtral and their
 kin lay them out (`model.layers[i].mlp`, with `.experts` for a mixture; each layer its own module) are
 hooked. A feed-forward that takes inputs of another shape, or does not give back one hidden state per
-position, runs in full: each module is first run in full once and checked. Custom model code
+position, runs in full: each module is first run in full once and checked, by `probe` when the model
+loads (a check on the first real pass would give that pass other rounding than the same pass later). Custom model code
 (`--trust-remote-code`) always runs in full. The result never depends on the hooks firing.
 """
 
@@ -144,3 +145,16 @@ def installed(model: Any) -> Iterator[None]:
     finally:
         for handle in handles:
             handle.remove()
+
+
+def probe(model: Any) -> None:
+    """Check every feed-forward on a two-token pass now, when the model loads: its first call runs in full,
+    so the passes of the run all take the same path and their bits do not depend on which came first."""
+    import torch
+
+    if not feed_forwards(model):
+        return
+    device = model.get_input_embeddings().weight.device
+    every = torch.ones((1, 2), dtype=torch.bool)
+    with torch.no_grad(), installed(model), selecting(every, every):
+        model(input_ids=torch.zeros((1, 2), dtype=torch.long, device=device), use_cache=False)
