@@ -1,19 +1,22 @@
 """evalsuite's fast backend against lm-eval 0.4.13's HF model class, on the same model and the same requests.
 
-    .venv/bin/python bench/vs_lm_eval.py [--benchmarks arc,mmlu,truthfulqa,gsm8k] [--limit N]
-                                         [--limits arc=30,mmlu=1,gsm8k=2] [--repeats R] [--threads T]
-                                         [--max-batch-tokens N]
+    .venv/bin/python bench/vs_lm_eval.py [--benchmarks arc,...] [--limit N] [--limits arc=30,mmlu=1]
+                                         [--repeats R] [--threads T] [--max-batch-tokens N] [--ablate]
 
 What a user would otherwise run: lm-eval's `HFLM` at batch sizes 1, 8 and 32, its `loglikelihood` and
 `generate_until` called with the same `Instance`s that the fast backend answers (evalsuite's v1 requests
-of the reference data). The model is a random Mixtral-shaped MoE (hidden 512, 4 layers, 8 experts,
-top-2, about 55M parameters) in float32 on CPU: large enough that the model calls are most of the wall
-time (printed as "model share"). The kinds run interleaved, in a rotating order, `--repeats` times; the
-table shows the median. On a shared machine the wall time depends on the other load; the process's
-CPU time (one torch thread by default) measures the work, so the speedups are taken on it, the
-wall-time speedup printed beside. The prediction of a document is its scored metrics (acc, acc_norm, mc1; GSM8k:
-the generation); the share of documents whose prediction differs from lm-eval at batch size 1, the exact
-v1 path, is printed before the last line, `speedup vs lm-eval best batch: N.NN×`.
+of the reference data: by default all six benchmarks, GSM8k's generation included). The model is a
+random Mixtral-shaped MoE (hidden 512, 4 layers, 8 experts, top-2, about 55M parameters) in float32 on
+CPU: large enough that the model calls are most of the wall time (printed as "model share"). The kinds
+run interleaved, in a rotating order, `--repeats` times; the tables show the median. Each kind's
+log-likelihood part and generation part are timed apart (wall, process CPU time and the time inside
+the model's forward passes), and the whole suite is their sum. On a shared machine the wall time
+depends on the other load; the process's CPU time (one torch thread by default) measures the work, so
+the speedups are taken on it; the model-time speedups are printed beside. For each part and for the
+whole, the speedup is against lm-eval's best batch size for that part (the best batch may differ
+between parts). The prediction of a document is its scored metrics (acc, acc_norm, mc1; GSM8k: the
+generation); the share of documents whose prediction differs from lm-eval at batch size 1, the exact
+v1 path, is printed before the last line, `speedup vs lm-eval best batch: N.NN×` (the whole suite).
 
 `--ablate` also times the fast backend with parts of it switched off, to show what each is worth:
 "feed-forward in full" runs every layer's feed-forward on every position (padding included), "last
@@ -74,12 +77,22 @@ def ablated(kind: str) -> Iterator[None]:
         sparse.feed_forwards, sparse._Hooks.__init__ = saved  # type: ignore[method-assign]
 
 
+PARTS = {"loglikelihood": "log-likelihood", "generate_until": "generation"}
+WHOLE = "whole suite"
+
+
 @dataclass
 class Outcome:
-    seconds: list[float]
-    cpu_seconds: list[float]
-    model_seconds: list[float]
+    """Per part (a request type, or WHOLE): the seconds of each repeat."""
+
+    seconds: dict[str, list[float]]
+    cpu_seconds: dict[str, list[float]]
+    model_seconds: dict[str, list[float]]
     answers: dict[str, list[Any]]
+
+    def add(self, part: str, seconds: float, cpu: float, model: float) -> None:
+        for series, value in ((self.seconds, seconds), (self.cpu_seconds, cpu), (self.model_seconds, model)):
+            series.setdefault(part, []).append(value)
 
 
 def build_model(tokenizer: Any) -> Any:
@@ -119,12 +132,21 @@ def model_timer(model: Any, spent: list[float]) -> Iterator[None]:
             h.remove()
 
 
-def answer(lm: Any, instances: dict[str, list[Any]]) -> dict[str, list[Any]]:
-    out = {}
+def answer(lm: Any, model: Any, instances: dict[str, list[Any]], outcome: Outcome) -> None:
+    """Each request type in one call, timed apart; the whole is their sum."""
+    totals = [0.0, 0.0, 0.0]
     for request_type, items in instances.items():
-        results = getattr(lm, request_type)(items, disable_tqdm=True)
-        out[request_type] = [float(r[0]) for r in results] if request_type == "loglikelihood" else list(results)
-    return out
+        spent = [0.0]
+        with model_timer(model, spent):
+            started, cpu_started = time.perf_counter(), time.process_time()
+            results = getattr(lm, request_type)(items, disable_tqdm=True)
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        outcome.add(request_type, seconds, cpu, spent[0])
+        totals = [totals[0] + seconds, totals[1] + cpu, totals[2] + spent[0]]
+        outcome.answers[request_type] = (
+            [float(r[0]) for r in results] if request_type == "loglikelihood" else list(results)
+        )
+    outcome.add(WHOLE, *totals)
 
 
 def predictions(specs: Any, prepared: Any, flat_types: list[tuple[str, int]], answers: dict[str, list[Any]]) -> list:
@@ -149,14 +171,9 @@ def predictions(specs: Any, prepared: Any, flat_types: list[tuple[str, int]], an
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=str(GOLDEN / "data"), help="offline benchmark data")
-    parser.add_argument("--benchmarks", default="arc,mmlu,truthfulqa,gsm8k")
+    parser.add_argument("--benchmarks", default="arc,hellaswag,mmlu,truthfulqa,winogrande,gsm8k")
     parser.add_argument("--limit", type=int, default=None, help="docs per benchmark config (default: all)")
-    parser.add_argument(
-        "--limits",
-        default="gsm8k=2",
-        help="per-benchmark limits over --limit, e.g. arc=30,mmlu=1 (default gsm8k=2: 256-token generations at "
-        "batch size 1 are slow)",
-    )
+    parser.add_argument("--limits", default="", help="per-benchmark limits over --limit, e.g. arc=30,mmlu=1")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs of each kind, interleaved")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (default 1: CPU time then measures the work)"
@@ -210,25 +227,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.ablate:
         kinds[LAST_LAYER_IN_FULL] = FastLM(exact, budget)
         kinds[FEED_FORWARD_IN_FULL] = FastLM(exact, budget)
-    outcomes = {name: Outcome([], [], [], {}) for name in kinds}
+    outcomes = {name: Outcome({}, {}, {}, {}) for name in kinds}
     names = list(kinds)
     for repeat in range(args.repeats):
         order = names[repeat % len(names) :] + names[: repeat % len(names)]  # rotate: no kind always first
         for name in order:
-            spent = [0.0]
-            with model_timer(model, spent):
-                started, cpu_started = time.perf_counter(), time.process_time()
-                with ablated(name):
-                    answers = answer(kinds[name], instances)
-                seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-            outcomes[name].seconds.append(seconds)
-            outcomes[name].cpu_seconds.append(cpu)
-            outcomes[name].model_seconds.append(spent[0])
-            outcomes[name].answers = answers
-            print(
-                f"  repeat {repeat + 1}/{args.repeats}  {name:<26} {seconds:8.1f} s wall {cpu:8.1f} s CPU", flush=True
+            with ablated(name):
+                answer(kinds[name], model, instances, outcomes[name])
+            o = outcomes[name]
+            parts = "  ".join(
+                f"{PARTS.get(p, p)} {o.seconds[p][-1]:6.1f} s wall {o.cpu_seconds[p][-1]:6.1f} s CPU"
+                for p in [*instances, WHOLE]
             )
+            print(f"  repeat {repeat + 1}/{args.repeats}  {name:<26} {parts}", flush=True)
+        report(args, specs, prepared, flat_types, instances, outcomes, names, params, budget, repeat + 1)
+    return 0
 
+
+def report(
+    args: Any,
+    specs: Any,
+    prepared: Any,
+    flat_types: list[tuple[str, int]],
+    instances: dict[str, list[Any]],
+    outcomes: dict[str, Outcome],
+    names: list[str],
+    params: int,
+    budget: int,
+    repeats: int,
+) -> None:
+    """The tables over the repeats so far (printed after each repeat: a run cut short still reports)."""
     reference_name = f"lm-eval HFLM batch {LM_EVAL_BATCH_SIZES[0]}"
     reference = outcomes[reference_name].answers
     ref_pred = predictions(specs, prepared, flat_types, reference)
@@ -237,42 +265,55 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"model: random Mixtral-shaped MoE, {params / 1e6:.1f}M parameters, float32, {args.threads} CPU threads; "
         f"{n_requests} requests ({', '.join(f'{k}: {len(v)}' for k, v in instances.items())}), "
-        f"{len(ref_pred)} documents; fast --max-batch-tokens {budget}; {args.repeats} interleaved repeats"
+        f"{len(ref_pred)} documents; fast --max-batch-tokens {budget}; {repeats} interleaved repeats so far"
     )
-    print()
-    print(
-        "| kind | wall s (median) | CPU s (median) | model share | speedup vs batch 1 (CPU) "
-        "| max abs d-ll vs batch 1 | docs differing |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    walls = {name: statistics.median(o.seconds) for name, o in outcomes.items()}
-    medians = {name: statistics.median(o.cpu_seconds) for name, o in outcomes.items()}
     fast_name = "evalsuite fast"
     differing = {}
     for name, o in outcomes.items():
-        lls = o.answers.get("loglikelihood", [])
-        dll = max((abs(a - b) for a, b in zip(lls, reference.get("loglikelihood", []), strict=True)), default=0.0)
         pred = predictions(specs, prepared, flat_types, o.answers)
         differing[name] = sum(a != b for a, b in zip(pred, ref_pred, strict=True))
-        share = sum(o.model_seconds) / sum(o.seconds)
+    lm_eval_names = [n for n in names if n.startswith("lm-eval")]
+    for part in [*instances, WHOLE]:
+        walls = {name: statistics.median(o.seconds[part]) for name, o in outcomes.items()}
+        cpus = {name: statistics.median(o.cpu_seconds[part]) for name, o in outcomes.items()}
+        models = {name: statistics.median(o.model_seconds[part]) for name, o in outcomes.items()}
+        best = min(lm_eval_names, key=lambda n: cpus[n])
+        best_model = min(lm_eval_names, key=lambda n: models[n])
+        print()
+        print(f"{PARTS.get(part, part)}:")
+        print()
         print(
-            f"| {name} | {walls[name]:.1f} | {medians[name]:.1f} | {share:.0%} | "
-            f"{medians[reference_name] / medians[name]:.2f}× | {dll:.1e} | {differing[name]}/{len(ref_pred)} |"
+            "| kind | wall s | CPU s | model s | model share | vs lm-eval best (CPU) | vs lm-eval best (model s) "
+            "| max abs d-ll vs batch 1 | docs differing |"
         )
-    best = min((n for n in names if n.startswith("lm-eval")), key=lambda n: medians[n])
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for name, o in outcomes.items():
+            lls = o.answers.get("loglikelihood", [])
+            dll = max((abs(a - b) for a, b in zip(lls, reference.get("loglikelihood", []), strict=True)), default=0.0)
+            share = sum(o.model_seconds[part]) / sum(o.seconds[part])
+            print(
+                f"| {name} | {walls[name]:.1f} | {cpus[name]:.1f} | {models[name]:.1f} | {share:.0%} | "
+                f"{cpus[best] / cpus[name]:.2f}× | {models[best_model] / models[name]:.2f}× | {dll:.1e} | "
+                f"{differing[name]}/{len(ref_pred)} |"
+            )
+        print()
+        print(
+            f"{PARTS.get(part, part)}: lm-eval best batch by CPU time {best} ({cpus[best]:.1f} s), by model time "
+            f"{best_model}; fast {cpus[best] / cpus[fast_name]:.2f}× (CPU), "
+            f"{models[best_model] / models[fast_name]:.2f}× (model time), "
+            f"{walls[min(lm_eval_names, key=lambda n: walls[n])] / walls[fast_name]:.2f}× (wall)"
+        )
+        for name in (LAST_LAYER_IN_FULL, FEED_FORWARD_IN_FULL):
+            if name in cpus:
+                print(f"{name}: {cpus[best] / cpus[name]:.2f}× lm-eval's best batch")
+    whole_cpu = {name: statistics.median(o.cpu_seconds[WHOLE]) for name, o in outcomes.items()}
+    best = min(lm_eval_names, key=lambda n: whole_cpu[n])
     print()
-    best_wall = min((n for n in names if n.startswith("lm-eval")), key=lambda n: walls[n])
-    print(f"lm-eval best batch by CPU time: {best} ({medians[best]:.1f} s); by wall time: {best_wall}")
-    print(f"speedup vs lm-eval best batch in wall time: {walls[best_wall] / walls[fast_name]:.2f}×")
     print(
         f"documents whose prediction differs from the exact path (lm-eval batch 1): "
         f"{differing[fast_name]}/{len(ref_pred)} = {differing[fast_name] / len(ref_pred):.2%}"
     )
-    for name in (LAST_LAYER_IN_FULL, FEED_FORWARD_IN_FULL):
-        if name in medians:
-            print(f"{name}: {medians[best] / medians[name]:.2f}× lm-eval's best batch")
-    print(f"speedup vs lm-eval best batch: {medians[best] / medians[fast_name]:.2f}×")
-    return 0
+    print(f"speedup vs lm-eval best batch: {whole_cpu[best] / whole_cpu[fast_name]:.2f}×")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def one_line(exc: BaseException) -> str:
     """An exception's message on one line (third-party messages often span several)."""
@@ -22,6 +24,36 @@ class DataError(EvalsuiteError, ValueError):
 
 class ModelError(EvalsuiteError, ValueError):
     """A model path or id that cannot be loaded."""
+
+
+class NonFiniteAnswer(ModelError):
+    """The model answered with NaN or infinity: a log-likelihood, or its next-token logits while generating
+    (`generated`: the tokens generated before them)."""
+
+    def __init__(self, request_type: str, arguments: Any, value: float, generated: int | None = None) -> None:
+        self.arguments = tuple(arguments)
+        self.value = value
+        self.request_type = request_type
+        self.generated = generated
+        super().__init__(self._message("a request"))
+
+    def __reduce__(self) -> Any:  # crosses processes (data-parallel replicas) with its fields
+        return (type(self), (self.request_type, self.arguments, self.value, self.generated))
+
+    def _message(self, where: str) -> str:
+        if self.generated is None:
+            tail = str(self.arguments[-1])[:40] if self.arguments else ""
+            what = f"the model's {self.request_type} of continuation {tail!r} is {self.value}"
+        else:
+            what = f"the model's next-token logits are {self.value} after {self.generated} generated tokens"
+        return (
+            f"{where}: {what}; stopped at the first non-finite answer, the answers before it are kept for --resume "
+            "(which needs the same model and settings; a fix such as another --dtype starts over with --fresh)"
+        )
+
+    def at(self, benchmark: str, doc: str) -> ModelError:
+        """The same error, naming the benchmark and document."""
+        return ModelError(self._message(f"{benchmark} {doc}"))
 
 
 class RunDirError(EvalsuiteError, ValueError):

@@ -240,6 +240,7 @@ def test_run_demo_writes_a_complete_smoke_run(tmp_path: Path, monkeypatch: pytes
     # The demo runs torch on one thread unless told otherwise; the machine record says so.
     machine = results["provenance"]["machine"]
     assert machine["torch_threads"] == 1 and machine["cpu"] and machine["cpu_count"] >= 1
+    assert machine["torch_threads_rule"] in ("OMP_NUM_THREADS", "requested (--threads, or the demo's one thread)")
     assert "numpy" in results["provenance"]["packages"]
     for spec in BENCHMARKS:
         n_docs = sum(len(rows(spec.name, spec.eval_split, c)) for c in spec.configs)

@@ -5,12 +5,13 @@ forwarded once, a shared prefix once for all its requests)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
 
 from conftest import GOLDEN
-from evalsuite.engine.fast.tokenize import TokenRequest, encode_pair, prefix_token_id
+from evalsuite.engine.fast.tokenize import TokenRequest, encode_pair, encode_pairs, prefix_token_id
 from evalsuite.engine.fast.trie import build_plan, unique_prefix_floor
 from evalsuite.errors import ConfigError
 from evalsuite.moe import recorder as router
@@ -77,8 +78,10 @@ def _distinct_prefixes(inputs: list[tuple[int, ...]]) -> int:
 def test_tokenisation_is_the_exact_paths(loaded: tuple[Any, Any, Any]) -> None:
     hf, _ = _lms(loaded, 4096)
     _, tokenizer, _ = loaded
-    for context, continuation in PAIRS:
+    batched = encode_pairs(tokenizer, PAIRS + LONG_PAIRS, prefix_token_id(tokenizer))  # one batch call
+    for (context, continuation), in_batch in zip(PAIRS + LONG_PAIRS, batched, strict=True):
         ours = encode_pair(tokenizer, context, continuation, prefix_token_id(tokenizer))
+        assert in_batch == ours
         if context:
             want_ctx, want_cont = hf._encode_pair(context, continuation)
         else:  # lm-eval: the prefix token (BOS here) stands for the empty context
@@ -133,6 +136,19 @@ def test_requests_that_need_truncation_take_the_exact_path(loaded: tuple[Any, An
     assert fast.stats().exact_requests == sum(n > short + 1 for n in lengths)
 
 
+def test_the_floor_inputs_are_those_the_accounting_would_tokenise(loaded: tuple[Any, Any, Any]) -> None:
+    from evalsuite.benchmarks.contract import Request
+    from evalsuite.engine.accounting import loglikelihood_inputs
+
+    _, tokenizer, _ = loaded
+    max_length = 40  # LONG_PAIRS need truncation: the exact path answers them, their inputs are cut the same
+    _, fast = _lms(loaded, 4096, max_length=max_length)
+    fast.loglikelihood(_instances("loglikelihood", PAIRS + LONG_PAIRS), disable_tqdm=True)
+    requests = [Request(context, continuation) for context, continuation in PAIRS + LONG_PAIRS]
+    assert fast.take_inputs() == loglikelihood_inputs(tokenizer, requests, max_length)
+    assert fast.take_inputs() == []  # taken once
+
+
 def test_out_of_memory_retries_with_smaller_batches(loaded: tuple[Any, Any, Any]) -> None:
     import torch
 
@@ -185,6 +201,46 @@ def test_generations_equal_the_exact_path_at_batch_size_1(loaded: tuple[Any, Any
     prompt = len(tokenizer.encode(PROMPTS[0], add_special_tokens=False))
     # Fed: the prompt and each generated token but the last; fewer than the cap of 24 allows.
     assert fast.stats().positions - before == fed[0] < prompt + 24 - 1
+
+
+def test_rows_that_join_and_leave_few_slots_generate_what_the_exact_path_does(
+    loaded: tuple[Any, Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evalsuite.engine.fast.slots import Slots
+
+    hf, fast = _lms(loaded, 64)  # a cache of a few rows: prompts wait, join as rows stop, buffers compact
+    prompts = [*PROMPTS, "The cat sat on the", "Question: Where is Paris?\nAnswer:", SHOTS]
+    args = [(p, {"until": list(UNTIL), "max_gen_toks": n}) for p in prompts for n in (3, 24)]
+    made, compacted = [], []
+    init, compact = Slots.__init__, Slots._compact
+
+    def slots(self: Any, rows: int, *rest: Any) -> None:
+        made.append(rows)
+        init(self, rows, *rest)
+
+    def compacting(self: Any) -> None:
+        compacted.append(self.frontier)
+        compact(self)
+
+    monkeypatch.setattr(Slots, "__init__", slots)
+    monkeypatch.setattr(Slots, "_compact", compacting)
+    instances = _instances("generate_until", args)
+    assert fast.generate_until(instances, disable_tqdm=True) == hf.generate_until(instances, disable_tqdm=True)
+    assert made and max(made) < len(args) and compacted
+
+
+def test_next_token_is_the_first_maximum_and_non_finite_rows_are_named() -> None:
+    import torch
+
+    from evalsuite.engine.fast.generate import next_tokens
+
+    logits = torch.tensor([[0.0, 2.0, 2.0, 1.0], [3.0, -1.0, 3.0, 3.0]])  # ties: the lowest token id wins
+    assert next_tokens(logits) == ([1, 0], None, 0.0)
+    logits[1, 2] = float("nan")
+    picked, bad, value = next_tokens(logits)
+    assert bad == 1 and math.isnan(value)
+    logits[1, 2], logits[0, 3] = 0.0, float("-inf")
+    assert next_tokens(logits)[1:] == (0, float("-inf"))
 
 
 def test_rolling_loglikelihood_is_a_clear_error(loaded: tuple[Any, Any, Any]) -> None:

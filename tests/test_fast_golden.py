@@ -80,3 +80,8 @@ def test_the_exact_path_forwards_more(fast_run: tuple[str, Path], golden_runs: C
             continue
         more, less = exact["benchmarks"][spec.name]["tokens_forwarded"], fast[spec.name]["tokens_forwarded"]
         assert more >= less if model in TRUNCATING else more > less, spec.name
+        # The same floor, whether the accounting tokenised the requests (exact path) or took the inputs
+        # the fast backend tokenised (truncated as the exact path feeds them).
+        assert fast[spec.name]["unique_prefix_floor"] == exact["benchmarks"][spec.name]["unique_prefix_floor"], (
+            spec.name
+        )

@@ -112,6 +112,43 @@ def test_first_non_finite_loglikelihood_stops_the_run_naming_benchmark_and_docum
     assert all(abs(ll) < float("inf") for ll in kept)
 
 
+def gsm_rows(n: int, start: int = 0) -> list[dict[str, Any]]:
+    return [
+        {"question": f"Ann has {i} apples and buys 2 more. How many?", "answer": f"{i} + 2 = {i + 2}\n#### {i + 2}"}
+        for i in range(start, start + n)
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["fast", "hf"])
+def test_first_non_finite_logits_in_generation_stop_the_run_naming_the_document(work, capsys, backend):
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoTokenizer
+
+    model = model_copy(work, "nan-for-omega")
+    weights = load_file(model / "model.safetensors")
+    train, test = gsm_rows(8), gsm_rows(3, start=10)
+    test[1]["question"] = "Ann has Ω apples. How many?"
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    elsewhere = set(tokenizer.encode(" ".join(r["question"] + " " + r["answer"] for r in train + test[::2])))
+    omega = sorted(set(tokenizer.encode(" Ω apples", add_special_tokens=False)) - elsewhere)
+    assert omega
+    weights["model.embed_tokens.weight"][omega] = torch.nan  # only a prompt holding "Ω" turns NaN
+    save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
+    write_split(work / "data", "openai/gsm8k", "main", "train", train)
+    write_split(work / "data", "openai/gsm8k", "main", "test", test)
+
+    args = run_args(model, work / "data", "--backend", backend)
+    args[args.index("winogrande")] = "gsm8k"
+    code, err = invoke(capsys, *args)
+    assert_one_line_error(code, without_load_bar(err), "gsm8k document 1", "next-token logits are nan", "--resume")
+    assert not (work / "out").exists()
+    store = work / ".out.partial" / ".resume" / "answers.jsonl"
+    kept = [json.loads(line)["a"] for line in store.read_text().splitlines()] if store.exists() else []
+    assert len(kept) <= 2  # documents 0 and 2 at most: nothing is kept for document 1
+
+
 # --- data ----------------------------------------------------------------------------------------
 
 

@@ -230,6 +230,25 @@ def test_counts_and_weights_match_the_models_own_router_logits() -> None:
         assert sum(tokens) == int(real.sum()) * TOP_K
 
 
+def test_positions_with_nan_activations_are_not_counted_as_routed() -> None:
+    import torch
+
+    model = _mixtral(seed=3)
+    poisoned = 7
+    with torch.no_grad():
+        model.model.embed_tokens.weight[poisoned] = torch.nan
+    ids = torch.tensor([[1, 2, 3, 4], [poisoned, 5, 6, 8]])  # row 1 is NaN throughout
+    recorder = router.RouterRecorder(model)
+    with torch.no_grad(), pytest.warns(RuntimeWarning, match="non-finite"), recorder.track("bench"):
+        model(input_ids=ids)
+    frame = recorder.frame()
+    finite_positions = 4  # row 0's
+    for layer in range(2):
+        assert sum(_counts(frame, layer, "tokens")) == finite_positions * TOP_K
+        assert sum(_counts(frame, layer, "top1_tokens")) == finite_positions
+        assert math.isfinite(sum(_counts(frame, layer, "weight_sum")))
+
+
 def test_nothing_is_counted_outside_a_benchmark_and_close_removes_the_hooks() -> None:
     import torch
 

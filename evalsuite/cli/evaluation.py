@@ -24,7 +24,11 @@ def add_evaluation_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch-size", type=positive_int, help="--backend hf only: requests per batch; 1 (default) reproduces v1"
     )
-    p.add_argument("--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        help="CPU threads for torch (default: the cores not busy with other work when the run starts)",
+    )
     p.add_argument(
         "--trust-remote-code", action="store_true", help="allow custom model code from the Hub (off by default)"
     )

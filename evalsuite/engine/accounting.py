@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from evalsuite.benchmarks.contract import Request
-from evalsuite.engine.fast.tokenize import encode_pair, prefix_token_id
+from evalsuite.engine.fast.tokenize import encode_pairs, prefix_token_id
 from evalsuite.engine.fast.trie import unique_prefix_floor
 
 
@@ -45,13 +45,8 @@ class BenchmarkCost:
 
 def loglikelihood_inputs(tokenizer: Any, requests: Sequence[Request], max_length: int) -> list[tuple[int, ...]]:
     """The model input of each log-likelihood request, left-truncated as the exact path feeds it."""
-    prefix = prefix_token_id(tokenizer)
-    out = []
-    for req in requests:
-        if req.request_type == "loglikelihood":
-            enc = encode_pair(tokenizer, req.context, req.continuation or "", prefix)
-            out.append((enc.context + enc.continuation)[-(max_length + 1) :][:-1])
-    return out
+    pairs = [(req.context, req.continuation or "") for req in requests if req.request_type == "loglikelihood"]
+    return [r.truncated_input(max_length) for r in encode_pairs(tokenizer, pairs, prefix_token_id(tokenizer))]
 
 
 class Accountant:
@@ -59,12 +54,15 @@ class Accountant:
 
     Knows no backend by name: an LM that offers `stats()` (the fast backend) reports what it ran; the
     positions fed to `module` are counted by a hook (all of them where the LM has no `stats()`). With
-    neither (data-parallel replicas, vllm), tokens are not known and only the time is recorded."""
+    neither (data-parallel replicas, vllm), tokens are not known and only the time is recorded. An LM
+    that offers `take_inputs()` (the fast backend) hands over the inputs it tokenised for the floor;
+    for the others the requests are tokenised here."""
 
     def __init__(self, lm: Any, module: Any, max_length: int, requests: Mapping[str, Sequence[Request]]) -> None:
         self.lm, self.max_length, self.requests = lm, max_length, requests
         self.tokenizer = getattr(lm, "tokenizer", None)
         self.has_stats = callable(getattr(lm, "stats", None))
+        self.takes_inputs = callable(getattr(lm, "take_inputs", None))
         self.fed = 0  # positions the model was fed (exact path), padding included
         self.done: dict[str, BenchmarkCost] = {}
         self._hook = module.register_forward_pre_hook(self._count, with_kwargs=True) if module is not None else None
@@ -77,12 +75,17 @@ class Accountant:
     @contextlib.contextmanager
     def track(self, benchmark: str) -> Iterator[None]:
         before = self.lm.stats() if self.has_stats else None
+        if self.takes_inputs:
+            self.lm.take_inputs()  # what came before this benchmark is not its
         fed, started = self.fed, time.perf_counter()
         yield
         seconds = time.perf_counter() - started
         requests = self.requests.get(benchmark, ())
         floor = None
-        if self.tokenizer is not None:
+        if self.takes_inputs:
+            inputs = self.lm.take_inputs()
+            floor = unique_prefix_floor(inputs) if inputs else None
+        elif self.tokenizer is not None:
             inputs = loglikelihood_inputs(self.tokenizer, requests, self.max_length)
             floor = unique_prefix_floor(inputs) if inputs else None
         tokens: int | None

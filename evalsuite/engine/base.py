@@ -82,7 +82,7 @@ class BackendOptions:
     max_length: int | None = None  # None: v1's rule (config n_positions / max_position_embeddings / n_ctx)
     max_batch_tokens: int | None = None  # fast backend: positions per forward pass; None: from free memory
     trust_remote_code: bool = False
-    threads: int | None = None  # torch intra-op CPU threads; None: torch's default
+    threads: int | None = None  # torch intra-op CPU threads; None: the idle cores (evalsuite.engine.threads)
     tensor_parallel: int = 1  # GPUs one model is sharded over by tensor parallelism (the vllm backend)
     allow_missing_weights: bool = False  # score a checkpoint whose weights do not match its config
 

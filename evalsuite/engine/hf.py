@@ -181,10 +181,10 @@ def load_model(opts: BackendOptions) -> tuple[Any, Any, ModelInfo]:
 
     path, commit = resolve_model_dir(opts)
     device_map, on_gpu = _placement(opts.device)
-    if opts.threads is not None:
-        import torch
+    if opts.threads is not None or not on_gpu:
+        from evalsuite.engine import threads
 
-        torch.set_num_threads(opts.threads)
+        threads.choose(opts.threads)
     config, tokenizer = load_config_and_tokenizer(path, opts.trust_remote_code)
     dtype = _torch_dtype(opts.dtype, config, on_gpu)
     # transformers logs its own multi-line load report (and more about the same weights); the load check

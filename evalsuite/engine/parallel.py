@@ -32,7 +32,7 @@ from typing import Any
 from lm_eval.api.model import LM
 
 from evalsuite.engine.base import BackendOptions, ParallelOptions
-from evalsuite.errors import ConfigError, EvalsuiteError, ModelError, one_line
+from evalsuite.errors import ConfigError, EvalsuiteError, ModelError, NonFiniteAnswer, one_line
 from evalsuite.results import ModelInfo
 
 NAMESPACE = "evalsuite"
@@ -181,6 +181,7 @@ class DataParallelLM(LM):
 
     def _call(self, request_type: str, requests: Sequence[Any]) -> list[Any]:
         import ray
+        from ray.exceptions import RayTaskError
 
         lost = _lost_errors()
 
@@ -202,6 +203,10 @@ class DataParallelLM(LM):
                         raise
                     self._lose(k, len(requests), exc)
                     continue
+                except RayTaskError as exc:  # a non-finite answer stops the run as in one process
+                    if isinstance(exc.cause, NonFiniteAnswer):
+                        raise exc.cause from None
+                    raise
             if counts is not None and self.counts is not None:
                 self.counts.add(counts)
             return answers

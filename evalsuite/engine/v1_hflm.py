@@ -14,14 +14,21 @@ at the length of the context BEFORE truncation (`generations[:, inputs["input_id
 the context was cut, the first `untruncated - kept` generated tokens are dropped, and when the
 generation is shorter than that, the answer is empty. lm-eval cuts at the kept length. This class
 reproduces v1.
+
+Non-finite logits: generation stops at the first request whose next-token logits hold NaN or infinity,
+before its answer exists (evalsuite.errors.NonFiniteAnswer), as log-likelihoods do.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from lm_eval.models.huggingface import HFLM
+
+from evalsuite.errors import NonFiniteAnswer
 
 LOGLIKELIHOOD_PART = 32  # batches per HFLM loglikelihood call
 
@@ -43,7 +50,12 @@ class V1HFLM(HFLM):
 
     def generate_until(self, requests: Any, disable_tqdm: bool = True) -> Any:
         # One batch per call, so that each batch is encoded and generated before the next one.
-        return _in_parts(super().generate_until, requests, self.batch_size, disable_tqdm)
+        out: list[Any] = []
+        for start in range(0, len(requests), self.batch_size):
+            part = requests[start : start + self.batch_size]
+            with _finite_logits(self.model, part):
+                out += super().generate_until(part, disable_tqdm=disable_tqdm)
+        return out
 
     def tok_batch_encode(
         self,
@@ -64,3 +76,25 @@ class V1HFLM(HFLM):
         generated = super()._model_generate(context, max_length, stop, **kwargs)
         # generate_until keeps what follows the (truncated) context; hand it what v1 kept instead.
         return torch.cat([context, generated[:, self._untruncated_width :]], dim=1)
+
+
+@contextlib.contextmanager
+def _finite_logits(model: Any, part: list[Any]) -> Iterator[None]:
+    """Raises NonFiniteAnswer from the forward pass whose logits are not all finite, while `part` (one
+    batch) is generated: before lm-eval hands on the answer. Names the batch's first request (the
+    request itself at batch size 1, v1's setting)."""
+    passes = 0
+
+    def check(module: Any, args: Any, output: Any) -> None:
+        nonlocal passes
+        logits = getattr(output, "logits", None)
+        if logits is not None and not bool(torch.isfinite(logits).all()):
+            value = float(logits[~torch.isfinite(logits)][0])
+            raise NonFiniteAnswer("generate_until", part[0].args, value, generated=passes)
+        passes += 1  # the prompt's pass, then one per generated token
+
+    handle = model.register_forward_hook(check)
+    try:
+        yield
+    finally:
+        handle.remove()

@@ -147,6 +147,7 @@ class _Totals:
         self.top1 = torch.zeros_like(self.tokens)
         wdtype = torch.float32 if torch.device(device).type == "mps" else torch.float64
         self.weight = torch.zeros(slots * self.width, dtype=wdtype, device=device)
+        self.non_finite = torch.zeros((), dtype=torch.int64, device=device)  # (layer, position) pairs not counted
         self._offsets: dict[tuple[int, ...], Any] = {}
 
     def add(self, slots: tuple[int, ...], index: Any, weight: Any, real: Any | None) -> None:
@@ -162,11 +163,16 @@ class _Totals:
         top1 = index.gather(2, weight.argmax(dim=2, keepdim=True)) + offsets
         index = index + offsets
         weight = weight.to(self.weight.dtype)
-        if real is None:
-            ones = top1.new_ones(top1.shape)
+        # A position whose routing weights are not finite (NaN activations) picked no expert: torch.topk
+        # ranks NaN first, which would count as healthy routing. It is counted apart, in `non_finite`.
+        counted = torch.isfinite(weight).all(dim=2, keepdim=True)
+        if real is not None:
+            counted = counted & real[None, :, None]
+            self.non_finite += (~counted & real[None, :, None]).sum()
         else:
-            ones = real.to(self.tokens.dtype)[None, :, None].expand(top1.shape)
-            weight = weight.masked_fill(~real[None, :, None], 0.0)  # not a product: pad rows may be NaN
+            self.non_finite += (~counted).sum()
+        ones = counted.to(self.tokens.dtype).expand(top1.shape)
+        weight = weight.masked_fill(~counted, 0.0)  # not a product: pad rows may be NaN
         self.tokens.index_add_(0, index.reshape(-1), ones.expand(index.shape).reshape(-1))
         self.top1.index_add_(0, top1.reshape(-1), ones.reshape(-1))
         self.weight.index_add_(0, index.reshape(-1), weight.reshape(-1))
@@ -406,7 +412,15 @@ class RouterRecorder:
         done = self._done.setdefault(benchmark, {})
         zeros = ([0] * self.num_experts, [0] * self.num_experts, [0.0] * self.num_experts)
         on_devices = [totals.to_host() for totals in self._live.values()]
+        non_finite = sum(int(totals.non_finite) for totals in self._live.values())
         self._live.clear()
+        if non_finite:
+            warnings.warn(
+                f"router statistics of {benchmark}: {non_finite} routings (layer and position) had non-finite "
+                "weights (NaN or infinite activations) and are not counted",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         for slot, r in enumerate(self.routers):
             tokens, top1, weight = done.get(r.layer, zeros)
             for host in on_devices:  # a layer's counts sit on the device of its router

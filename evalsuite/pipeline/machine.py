@@ -19,14 +19,19 @@ def _cpu_model() -> str:
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU model and cores, torch's thread count, the visible GPUs and the CUDA/cuDNN versions torch uses."""
+    """CPU model and cores, torch's thread count and how it was chosen, the visible GPUs and the CUDA/cuDNN
+    versions torch uses."""
     import torch
 
+    from evalsuite.engine import threads
+
+    choice = threads.chosen()
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "torch_threads_rule": choice.rule if choice is not None else "torch's default",
     }
     if torch.cuda.is_available():
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]

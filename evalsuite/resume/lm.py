@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalsuite.engine.base import split_calls
-from evalsuite.errors import ModelError
+from evalsuite.errors import NonFiniteAnswer
 from evalsuite.resume.store import AnswerStore, request_key
+
+__all__ = ["NonFiniteAnswer", "answered_already", "resumable"]
 
 if TYPE_CHECKING:
     from lm_eval.api.instance import Instance
@@ -32,28 +34,6 @@ if TYPE_CHECKING:
 # a line): tests use it to check that a resumed run asks the model nothing twice.
 COUNT_ENV = "EVALSUITE_COUNT_ANSWERS"
 _METHODS = ("loglikelihood", "loglikelihood_rolling", "generate_until")
-
-
-class NonFiniteAnswer(ModelError):
-    """The model answered a log-likelihood request with NaN or infinity."""
-
-    def __init__(self, request_type: str, arguments: Sequence[Any], value: float) -> None:
-        self.arguments = tuple(arguments)
-        self.value = value
-        self.request_type = request_type
-        super().__init__(self._message("a request"))
-
-    def _message(self, where: str) -> str:
-        tail = str(self.arguments[-1])[:40] if self.arguments else ""
-        return (
-            f"{where}: the model's {self.request_type} of continuation {tail!r} is {self.value}; stopped at the "
-            "first non-finite answer, the answers before it are kept for --resume (which needs the same model "
-            "and settings; a fix such as another --dtype starts over with --fresh)"
-        )
-
-    def at(self, benchmark: str, doc: str) -> ModelError:
-        """The same error, naming the benchmark and document."""
-        return ModelError(self._message(f"{benchmark} {doc}"))
 
 
 def _loglikelihood_of(request_type: str, answer: Any) -> float | None:

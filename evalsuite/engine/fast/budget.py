@@ -21,18 +21,24 @@ GPU_MEMORY_SHARE = 0.5  # of the free memory after the weights: the rest is for 
 def bytes_per_position(model: Any) -> int:
     """A position's memory: its keys and values in every layer, and the transient activations of the
     widest layer (the MLP's up-projection; with experts, per picked expert)."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    config = _text_config(model)
     hidden = int(config.hidden_size)
-    heads = int(config.num_attention_heads)
-    head_dim = int(getattr(config, "head_dim", None) or hidden // heads)
-    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
-    layers = int(config.num_hidden_layers)
     inner = int(getattr(config, "intermediate_size", None) or 4 * hidden)
     top_k = int(getattr(config, "num_experts_per_tok", None) or 1)
-    element = next(model.parameters()).element_size()
-    kv = 2 * layers * kv_heads * head_dim
     activations = 8 * hidden + 3 * inner * top_k
-    return element * (kv + activations)
+    return next(model.parameters()).element_size() * (_kv_elements(config) + activations)
+
+
+def _text_config(model: Any) -> Any:
+    return model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+
+
+def _kv_elements(config: Any) -> int:
+    """A position's keys and values, in elements, over all layers."""
+    heads = int(config.num_attention_heads)
+    head_dim = int(getattr(config, "head_dim", None) or int(config.hidden_size) // heads)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    return 2 * int(config.num_hidden_layers) * kv_heads * head_dim
 
 
 def default_max_batch_tokens(model: Any) -> int:
@@ -64,3 +70,10 @@ def release_memory() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def cache_positions(model: Any, max_batch_tokens: int) -> int:
+    """Positions the decoding rows' KV cache may hold: half the memory of a pass of `max_batch_tokens`
+    positions (the other half is for the passes that fill it), in keys and values only."""
+    kv = _kv_elements(_text_config(model)) * next(model.parameters()).element_size()
+    return max(1, max_batch_tokens * bytes_per_position(model) // (2 * kv))

@@ -22,12 +22,12 @@ from typing import Any
 from lm_eval.api.model import LM
 
 from evalsuite.engine.fast import sparse
-from evalsuite.engine.fast.generate import GenerationRequest, Generator, cut, plain_greedy
+from evalsuite.engine.fast.generate import GenerationRequest, Generator, NonFiniteLogits, cut, plain_greedy
 from evalsuite.engine.fast.scorer import Counters, PrefixScorer
 from evalsuite.engine.fast.ties import Settler
-from evalsuite.engine.fast.tokenize import encode, encode_pair, prefix_token_id
+from evalsuite.engine.fast.tokenize import encode, encode_pairs, prefix_token_id
 from evalsuite.engine.fast.trie import build_plan
-from evalsuite.errors import ConfigError
+from evalsuite.errors import ConfigError, NonFiniteAnswer
 from evalsuite.precision import reduced_precision
 
 DEFAULT_MAX_GEN_TOKS = 256  # v1's cap, and lm-eval's default
@@ -45,8 +45,9 @@ class FastStats:
 
 class FastLM(LM):
     # Prefixes are shared within a call: calls large enough that a benchmark's shots and preambles are
-    # forwarded about once (the pipeline sends calls of this many requests; see evalsuite.engine.base).
-    requests_per_call = {"loglikelihood": 4096, "generate_until": 64}
+    # forwarded about once, and generations many enough to fill the decoding steps (the pipeline sends
+    # calls of this many requests; see evalsuite.engine.base).
+    requests_per_call = {"loglikelihood": 4096, "generate_until": 256}
     # An answer's last bits depend on the call's other requests (they share its passes): a resumed run
     # sends a partly answered call whole again, so that its plan is the uninterrupted run's.
     whole_calls = True
@@ -69,6 +70,7 @@ class FastLM(LM):
         sparse.probe(self.model)  # before any request: the first pass must be batched like every other
         self.counters = Counters()
         self._exact = 0
+        self._inputs: list[tuple[int, ...]] = []  # the log-likelihood model inputs since `take_inputs`
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else self.tokenizer.eos_token_id or 0)
 
@@ -91,9 +93,16 @@ class FastLM(LM):
         c = self.counters
         return FastStats(c.positions, c.padded, c.oom_retries, self._exact)
 
+    def take_inputs(self) -> list[tuple[int, ...]]:
+        """The model input of each log-likelihood request answered since the last call, left-truncated as
+        the exact path feeds it: what the accounting's unique-prefix floor counts, tokenised once."""
+        inputs, self._inputs = self._inputs, []
+        return inputs
+
     def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         prefix = prefix_token_id(self.tokenizer)
-        encoded = [encode_pair(self.tokenizer, req.args[0], req.args[1], prefix) for req in requests]
+        encoded = encode_pairs(self.tokenizer, [(req.args[0], req.args[1]) for req in requests], prefix)
+        self._inputs += [e.truncated_input(self.max_length) for e in encoded]
         fast = [i for i, e in enumerate(encoded) if e.fits(self.max_length) and self._in_window(e.length)]
         slow = sorted(set(range(len(requests))) - set(fast))
         plan = build_plan([encoded[i] for i in fast])
@@ -153,8 +162,12 @@ class FastLM(LM):
             texts[i] = cut(self.tokenizer.decode(ids, skip_special_tokens=True), prepared[i].until)
             self.cache_hook.add_partial("generate_until", requests[i].args, texts[i])
 
-        generator.generate([prepared[i] for i in fast], done)
-        self.max_batch_tokens = generator.max_batch_tokens
+        try:
+            generator.generate([prepared[i] for i in fast], done)
+        except NonFiniteLogits as exc:  # before its answer exists: --resume asks for it again
+            raise NonFiniteAnswer("generate_until", requests[fast[exc.index]].args, exc.value, exc.generated) from None
+        finally:
+            self.max_batch_tokens = generator.max_batch_tokens
         self._on_exact_path("generate_until", requests, slow, texts)
         return texts
 
