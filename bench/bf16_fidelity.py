@@ -64,21 +64,12 @@ def variant(name: str, model: Any) -> Iterator[dict[str, Any]]:
 
 def outcomes(specs: Any, prepared: Any, flat: list[tuple[str, int]], answers: dict[str, list[Any]]) -> list[Any]:
     """Per document: (benchmark, 0/1 metrics, mc2, generations)."""
-    from evalsuite.pipeline.evaluate import score_doc
+    from vs_lm_eval import scored  # the speed benchmark's scoring of the same requests (bench/ is on the path)
 
-    out, pos = [], 0
-    for spec in specs:
-        for item in prepared[spec.name]:
-            responses = []
-            for _ in item.requests:
-                kind, index = flat[pos]
-                responses.append(answers[kind][index])
-                pos += 1
-            record = score_doc(spec, item, responses)
-            binary = {k: v for k, v in record.metrics.items() if k in ("acc", "acc_norm", "mc1")}
-            gens = [r.generation for r in record.requests if r.generation is not None]
-            out.append((spec.name, binary, record.metrics.get("mc2"), gens))
-    return out
+    return [
+        (name, binary, record.metrics.get("mc2"), [r.generation for r in record.requests if r.generation is not None])
+        for name, binary, record in scored(specs, prepared, flat, answers)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -149,8 +149,11 @@ def answer(lm: Any, model: Any, instances: dict[str, list[Any]], outcome: Outcom
     outcome.add(WHOLE, *totals)
 
 
-def predictions(specs: Any, prepared: Any, flat_types: list[tuple[str, int]], answers: dict[str, list[Any]]) -> list:
-    """Per document: its binary metrics, or its generation."""
+def scored(
+    specs: Any, prepared: Any, flat_types: list[tuple[str, int]], answers: dict[str, list[Any]]
+) -> list[tuple[str, dict[str, float], Any]]:
+    """Per document: its benchmark, its 0/1 metrics and its scored record (answers in the order of
+    `flat_types`, (request type, index in that type's answers) of each request)."""
     from evalsuite.pipeline.evaluate import score_doc
 
     out, pos = [], 0
@@ -163,9 +166,16 @@ def predictions(specs: Any, prepared: Any, flat_types: list[tuple[str, int]], an
                 pos += 1
             record = score_doc(spec, item, responses)
             binary = {k: v for k, v in record.metrics.items() if k in ("acc", "acc_norm", "mc1")}
-            gens = [r.generation for r in record.requests if r.generation is not None]
-            out.append((spec.name, binary, gens))
+            out.append((spec.name, binary, record))
     return out
+
+
+def predictions(specs: Any, prepared: Any, flat_types: list[tuple[str, int]], answers: dict[str, list[Any]]) -> list:
+    """Per document: its binary metrics, or its generation."""
+    return [
+        (name, binary, [r.generation for r in record.requests if r.generation is not None])
+        for name, binary, record in scored(specs, prepared, flat_types, answers)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
