@@ -48,7 +48,8 @@ def _cpu() -> tuple[str, set[str]]:
 
 # bfloat16 kernels differ between CPUs more than float32 ones: bit-identity is promised on the reference's
 # kind, an AMD EPYC with native bfloat16 instructions (Zen 4).
-SAME_KIND_OF_CPU = _cpu()[0].startswith("AMD EPYC") and "avx512_bf16" in _cpu()[1]
+CPU_NAME, CPU_FLAGS = _cpu()
+SAME_KIND_OF_CPU = CPU_NAME.startswith("AMD EPYC") and "avx512_bf16" in CPU_FLAGS
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def test_the_exact_path_in_bfloat16_is_v1s_computation(runs: Callable[[str], Pat
         report = verify(run, REFERENCE, Tolerance(0.0))  # the same bits
         assert [v.verdict for v in report.verdicts] == [Verdict.EXACT] * len(BENCHMARKS), report.verdicts
     else:  # another CPU's bfloat16 kernels: the policy, which is what verify applies
-        assert verify(run, REFERENCE).ok, f"on {_cpu()}"
+        assert verify(run, REFERENCE).ok, f"on {CPU_NAME}"
 
 
 @pytest.mark.slow

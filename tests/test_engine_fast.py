@@ -136,16 +136,19 @@ def test_requests_that_need_truncation_take_the_exact_path(loaded: tuple[Any, An
     assert fast.stats().exact_requests == sum(n > short + 1 for n in lengths)
 
 
-def test_the_floor_inputs_are_those_the_accounting_would_tokenise(loaded: tuple[Any, Any, Any]) -> None:
-    from evalsuite.benchmarks.contract import Request
-    from evalsuite.engine.accounting import loglikelihood_inputs
-
-    _, tokenizer, _ = loaded
+def test_the_floor_inputs_are_those_the_exact_path_feeds(loaded: tuple[Any, Any, Any]) -> None:
     max_length = 40  # LONG_PAIRS need truncation: the exact path answers them, their inputs are cut the same
-    _, fast = _lms(loaded, 4096, max_length=max_length)
+    hf, fast = _lms(loaded, 4096, max_length=max_length)
+    assert fast.take_inputs() == []  # recording starts when asked
     fast.loglikelihood(_instances("loglikelihood", PAIRS + LONG_PAIRS), disable_tqdm=True)
-    requests = [Request(context, continuation) for context, continuation in PAIRS + LONG_PAIRS]
-    assert fast.take_inputs() == loglikelihood_inputs(tokenizer, requests, max_length)
+    # lm-eval's own encoding (an empty context is its prefix token), then its left truncation:
+    # (context + continuation)[-(max_length + 1):][:-1]
+    encoded = [
+        hf._encode_pair(ctx, cont) if ctx else ([hf.prefix_token_id], hf.tok_encode(cont))
+        for ctx, cont in PAIRS + LONG_PAIRS
+    ]
+    fed = [tuple((ctx + cont)[-(max_length + 1) :][:-1]) for ctx, cont in encoded]
+    assert fast.take_inputs() == fed
     assert fast.take_inputs() == []  # taken once
 
 

@@ -20,7 +20,8 @@ from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM
 
 from evalsuite.benchmarks.contract import Request
-from evalsuite.resume.lm import COUNT_ENV, NonFiniteAnswer, answered_already, resumable
+from evalsuite.errors import NonFiniteAnswer
+from evalsuite.resume.lm import COUNT_ENV, answered_already, resumable
 from evalsuite.resume.store import AnswerStore
 
 

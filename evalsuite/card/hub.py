@@ -43,12 +43,13 @@ class HubCard:
     commit: str
     text: str | None  # None: the repo has no README.md
     files: tuple[str, ...]
+    fix: str = ""  # what an error reading a file says to do
 
     def read(self, path: str) -> str | None:
         """Another text file of the repo at the same commit (None when it has none)."""
         if path not in self.files:
             return None
-        return repos.read_file(self.repo_id, path, self.commit, fix=_FIX)
+        return repos.read_file(self.repo_id, path, self.commit, fix=self.fix)
 
 
 _FIX = "nothing was pushed or written (to update a local copy of the card instead, pass --update CARD)"
@@ -58,7 +59,7 @@ _PUSH_FIX = "nothing was pushed or written"
 def fetch_hub_card(repo_id: str, fix: str = _FIX) -> HubCard:
     """The repo's README.md on the Hub, at the commit its default branch names now."""
     snapshot = repos.snapshot(repo_id, fix=fix)
-    card = HubCard(repo_id, snapshot.commit, None, snapshot.files)
+    card = HubCard(repo_id, snapshot.commit, None, snapshot.files, fix)
     return replace(card, text=card.read("README.md"))
 
 

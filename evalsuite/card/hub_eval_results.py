@@ -149,14 +149,6 @@ def write_files(root: Path, files: Mapping[str, str]) -> list[str]:
     return written
 
 
-def parse(text: str) -> list[EvalResultEntry]:
-    """A file's entries as huggingface_hub reads them."""
-    import yaml
-    from huggingface_hub import parse_eval_result_entries
-
-    return parse_eval_result_entries(yaml.safe_load(text) or [])
-
-
 def run_files(run: RunResult, source_url: str, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> dict[str, str]:
     """The .eval_results files of one run directory: each value's source is the run's results.json."""
     from evalsuite.card.source import origins_of

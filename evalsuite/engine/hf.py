@@ -4,14 +4,13 @@ as v1 ran it (the contract it fulfils: evalsuite.engine.base)."""
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalsuite.checks.weights import check_loading
 from evalsuite.engine.base import BackendOptions, engine_name
-from evalsuite.engine.weights import WEIGHT_SUFFIXES, weights_sha256
+from evalsuite.engine.weights import WEIGHT_SUFFIXES, file_sha256, weights_sha256
 from evalsuite.errors import ConfigError, ModelError, one_line
 from evalsuite.hub import repos
 from evalsuite.hub.errors import hub_error, timeout
@@ -75,7 +74,7 @@ def hub_model_dir(model: str, revision: str | None) -> tuple[Path, RepoSnapshot]
     from huggingface_hub import snapshot_download
 
     offline = "or pass a local model directory"
-    snapshot = repos.snapshot(model, revision, fix=offline)
+    snapshot = repos.snapshot(model, revision, fix=offline, lfs=True)  # the weights' digests come with it
     safetensors = any(f.endswith(".safetensors") for f in snapshot.files)
     weights = ["*.safetensors", "*.safetensors.index.json"] if safetensors else ["*.bin", "*.bin.index.json"]
     try:
@@ -99,9 +98,7 @@ def model_weights_sha256(opts: BackendOptions, path: Path, commit: str | None) -
         return weights_sha256(path)
     snapshot = hub_model_dir(opts.model, opts.revision)[1]
     names = sorted(p.name for p in path.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
-    return {
-        name: snapshot.lfs_sha256.get(name) or hashlib.sha256((path / name).read_bytes()).hexdigest() for name in names
-    }
+    return {name: snapshot.lfs_sha256.get(name) or file_sha256(path / name) for name in names}
 
 
 def v1_max_length(config: Any, tokenizer: Any) -> int:

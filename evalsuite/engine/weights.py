@@ -47,7 +47,8 @@ def _store(new: dict[str, str]) -> None:
         atomic_write_json(cache_root() / CACHE_FILE, {**_stored(), **new})
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """A file's sha256, read in chunks (a shard of a large checkpoint never sits in memory whole)."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         while chunk := fh.read(_CHUNK):
@@ -63,7 +64,7 @@ def files_sha256(model_dir: str | Path, suffixes: tuple[str, ...]) -> dict[str, 
     unknown = [path for path in paths if keys[path] not in _DIGESTS]
     if unknown:
         stored = _stored()
-        hashed = {keys[path]: _sha256(path) for path in unknown if keys[path] not in stored}
+        hashed = {keys[path]: file_sha256(path) for path in unknown if keys[path] not in stored}
         _DIGESTS.update({keys[path]: stored.get(keys[path]) or hashed[keys[path]] for path in unknown})
         if hashed:
             _store(hashed)

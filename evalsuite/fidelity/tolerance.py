@@ -47,7 +47,7 @@ from evalsuite.choices import characters, near_tie
 from evalsuite.errors import ConfigError
 from evalsuite.fidelity import DEFAULT_EPSILON
 from evalsuite.pipeline.evaluate import aggregate, dataset_order
-from evalsuite.precision import Precision, reduced_precision
+from evalsuite.precision import LOGIT_MAGNITUDE, Precision, reduced_precision
 from evalsuite.results import DocRecord, RequestRecord
 
 if TYPE_CHECKING:
@@ -118,9 +118,11 @@ class Tolerance:
         if self.precision is None:
             return f"ε = {self.epsilon:g}, near-tie margin {self.near_tie_margin:g}, mc2 relative {self.relative:.3g}"
         name = self.precision.name
+        below = 2 * LOGIT_MAGNITUDE  # the spacing at LOGIT_MAGNITUDE holds up to twice it
         return (
-            f"{name}: ε = {self.precision.spacings} {name} spacings at the value ({self.at(1.0):g} up to "
-            f"|ll| 2, {self.at(100.0):g} at 100), near-tie margin 2ε, mc2 relative e^(2ε) - 1"
+            f"{name}: ε = {self.precision.spacings} {name} spacings at the value ({self.at(0.0):g} below "
+            f"|ll| {below:g}, {self.at(100.0):g} at 100), near-ties where ε can swap choices, mc2 within its "
+            "bounds under ε"
         )
 
 
@@ -263,11 +265,11 @@ def doc_epsilon(tol: Tolerance, *docs: DocRecord) -> float:
 
 
 def _compare_metrics(
-    key: DocKey, ref: DocRecord, run: DocRecord, tol: Tolerance
+    key: DocKey, ref: DocRecord, run: DocRecord, tol: Tolerance, eps: float
 ) -> tuple[list[NearTie], list[Difference]]:
+    """`eps`: the document's ε (doc_epsilon)."""
     ties: list[NearTie] = []
     diffs: list[Difference] = []
-    eps = doc_epsilon(tol, ref, run)
     for metric in sorted(set(ref.metrics) | set(run.metrics)):
         if metric not in ref.metrics or metric not in run.metrics:
             diffs.append(Difference(key, f"{metric}: present on one side only"))
@@ -280,12 +282,9 @@ def _compare_metrics(
                                              f"{interval[1]:.4g}], its bounds under ε"))  # fmt: skip
             continue
         if metric in RELATIVE_METRICS:
-            if not _within(got, want, math.expm1(2 * eps)):
-                diffs.append(
-                    Difference(
-                        key, f"{metric} {got!r} vs reference {want!r}: beyond relative {math.expm1(2 * eps):.3g}"
-                    )
-                )
+            relative = math.expm1(2 * eps)
+            if not _within(got, want, relative):
+                diffs.append(Difference(key, f"{metric} {got!r} vs reference {want!r}: beyond relative {relative:.3g}"))
             continue
         if got == want:
             continue
@@ -401,9 +400,10 @@ def compare_benchmark(
     for key, ref in ref_by_key.items():
         if key not in run_by_key:
             continue
-        eps = max(eps, doc_epsilon(tol, ref, run_by_key[key]))
+        doc_eps = doc_epsilon(tol, ref, run_by_key[key])
+        eps = max(eps, doc_eps)
         d, req_diffs = _compare_requests(key, ref, run_by_key[key], tol)
-        t, metric_diffs = _compare_metrics(key, ref, run_by_key[key], tol)
+        t, metric_diffs = _compare_metrics(key, ref, run_by_key[key], tol, doc_eps)
         dlls += d
         ties += t
         diffs += req_diffs + metric_diffs

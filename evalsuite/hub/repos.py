@@ -35,10 +35,13 @@ def api() -> HfApi:
     return HfApi(library_name="evalsuite", library_version=__version__)
 
 
-def snapshot(repo_id: str, revision: str | None = None, kind: str = "model", *, fix: str = "") -> RepoSnapshot:
-    """The commit `revision` names now, with its files: one request, so the files are those of that commit."""
+def snapshot(
+    repo_id: str, revision: str | None = None, kind: str = "model", *, fix: str = "", lfs: bool = False
+) -> RepoSnapshot:
+    """The commit `revision` names now, with its files: one request, so the files are those of that commit.
+    `lfs`: also the sha256 the Hub declares for each LFS file (per-file metadata the Hub computes on request)."""
     try:
-        info = api().repo_info(repo_id, revision=revision, repo_type=kind, files_metadata=True, timeout=timeout())
+        info = api().repo_info(repo_id, revision=revision, repo_type=kind, files_metadata=lfs, timeout=timeout())
     except Exception as exc:
         raise hub_error(exc, repo_id, kind, revision, fix=fix) from exc
     siblings = getattr(info, "siblings", None) or []
@@ -47,7 +50,7 @@ def snapshot(repo_id: str, revision: str | None = None, kind: str = "model", *, 
         revision=revision,
         commit=str(info.sha),
         files=tuple(s.rfilename for s in siblings),
-        lfs_sha256={s.rfilename: s.lfs.sha256 for s in siblings if s.lfs is not None},
+        lfs_sha256={s.rfilename: s.lfs.sha256 for s in siblings if getattr(s, "lfs", None) is not None},
     )
 
 

@@ -20,7 +20,7 @@ from evalsuite.benchmarks.spec import BenchmarkSpec
 from evalsuite.checks.data import check_rows
 from evalsuite.data.sources import DataSource, load_rows
 from evalsuite.engine.base import split_calls
-from evalsuite.errors import DataError
+from evalsuite.errors import DataError, NonFiniteAnswer
 from evalsuite.pipeline.progress import Ticker
 from evalsuite.results import BenchmarkOutcome, BenchmarkScore, DocRecord, RequestRecord
 from evalsuite.results.fingerprint import fingerprint
@@ -201,7 +201,7 @@ def evaluate(
     positions an earlier attempt answered, when the caller has them (else asked of `lm`)."""
     from tqdm.auto import tqdm
 
-    from evalsuite.resume.lm import NonFiniteAnswer, answered_already
+    from evalsuite.resume.lm import answered_already
 
     outcomes = {}
     for spec in specs:

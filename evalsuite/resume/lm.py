@@ -24,7 +24,7 @@ from evalsuite.engine.base import split_calls
 from evalsuite.errors import NonFiniteAnswer
 from evalsuite.resume.store import AnswerStore, request_key
 
-__all__ = ["NonFiniteAnswer", "answered_already", "resumable"]
+__all__ = ["answered_already", "resumable"]
 
 if TYPE_CHECKING:
     from lm_eval.api.instance import Instance

@@ -70,7 +70,9 @@ class FastLM(LM):
         sparse.probe(self.model)  # before any request: the first pass must be batched like every other
         self.counters = Counters()
         self._exact = 0
-        self._inputs: list[tuple[int, ...]] = []  # the log-likelihood model inputs since `take_inputs`
+        # The log-likelihood model inputs since `take_inputs`; None until something asks (a data-parallel
+        # replica or a bench script never does, and must not keep every input of a run).
+        self._inputs: list[tuple[int, ...]] | None = None
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else self.tokenizer.eos_token_id or 0)
 
@@ -96,13 +98,14 @@ class FastLM(LM):
     def take_inputs(self) -> list[tuple[int, ...]]:
         """The model input of each log-likelihood request answered since the last call, left-truncated as
         the exact path feeds it: what the accounting's unique-prefix floor counts, tokenised once."""
-        inputs, self._inputs = self._inputs, []
+        inputs, self._inputs = self._inputs or [], []
         return inputs
 
     def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         prefix = prefix_token_id(self.tokenizer)
         encoded = encode_pairs(self.tokenizer, [(req.args[0], req.args[1]) for req in requests], prefix)
-        self._inputs += [e.truncated_input(self.max_length) for e in encoded]
+        if self._inputs is not None:
+            self._inputs += [e.truncated_input(self.max_length) for e in encoded]
         fast = [i for i, e in enumerate(encoded) if e.fits(self.max_length) and self._in_window(e.length)]
         slow = sorted(set(range(len(requests))) - set(fast))
         plan = build_plan([encoded[i] for i in fast])

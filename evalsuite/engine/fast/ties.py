@@ -59,8 +59,10 @@ class Settler:
         hook: Any,
     ) -> None:
         self.requests, self.answers, self.fast, self.precision, self.hook = requests, answers, fast, precision, hook
-        pairs = [(str(r.args[0]), str(r.args[1])) for r in requests]
-        self.groups = choice_groups(pairs) if precision else [[i] for i in range(len(requests))]
+        if precision is None:  # float32: each answer is final as it comes
+            self.groups = [[i] for i in range(len(requests))]
+        else:
+            self.groups = choice_groups([(str(r.args[0]), str(r.args[1])) for r in requests])
         self.group_of = {i: g for g, members in enumerate(self.groups) for i in members}
         self.waiting = [sum(1 for i in members if i in fast) for members in self.groups]
         self.again: list[int] = []
