@@ -121,27 +121,31 @@ def _quiet_library_bars() -> None:
     disable_progress_bars()
 
 
-def _already_complete(run_dir: Path, opts: RunOptions, specs: Sequence[BenchmarkSpec]) -> Path:
+def _already_complete(run_dir: Path, opts: RunOptions, table: Sequence[BenchmarkSpec]) -> Path:
     """`--resume` on a complete run: nothing to do when it is this command's (a requeued job ends well);
     a RunDirError naming what differs when it is another's."""
     from evalsuite.paths import display_path
     from evalsuite.results import load_run
+    from evalsuite.resume.claim import command_difference
 
     done = load_run(run_dir)
-    model = display_path(opts.model) if is_local_path(opts.model) else opts.model
-    recorded = {
-        "--model": (done.model.id, model),
-        "--revision": (done.model.revision, opts.revision),
-        "--limit": (done.provenance.limit, opts.limit),
-        "--benchmarks": (sorted(done.scores), sorted(spec.name for spec in specs)),
-        "--backend": ((done.extra.get("engine") or {}).get("backend"), opts.backend),
-    }
-    for option, (was, now) in recorded.items():
-        if was != now:
-            raise RunDirError(
-                f"--output-dir {run_dir}: holds a complete run of another command ({option} was {was}, now {now}); "
-                "choose another directory"
-            )
+    if done.provenance.options:  # the whole command, as the run recorded it
+        difference = command_difference(done.provenance.options, opts.command(table))
+    else:  # a run written before commands were recorded: what its results say of the command
+        model = display_path(opts.model) if is_local_path(opts.model) else opts.model
+        recorded = {
+            "model": (done.model.id, model),
+            "revision": (done.model.revision, opts.revision),
+            "limit": (done.provenance.limit, opts.limit),
+            "benchmarks": (sorted(done.scores), sorted(spec.name for spec in select(opts.benchmarks, table))),
+            "backend": ((done.extra.get("engine") or {}).get("backend"), opts.backend),
+        }
+        difference = next((f"{key} was {was}, now {now}" for key, (was, now) in recorded.items() if was != now), None)
+    if difference:
+        raise RunDirError(
+            f"--output-dir {run_dir}: holds a complete run of another command ({difference}); choose another "
+            "directory, or run the same command again"
+        )
     print(f"note: {run_dir} is a complete run of this command; nothing to resume", file=sys.stderr)
     return run_dir
 
@@ -168,7 +172,7 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
     parallel = opts.parallel()
     requested = Path(opts.output_dir) if opts.output_dir else None
     if requested is not None and opts.resume and (requested / RESULTS_FILE).is_file():
-        return _already_complete(requested, opts, specs)
+        return _already_complete(requested, opts, table)
     if requested is not None:
         check_output_dir(requested)
         requested = resolve_link(requested)  # a link to an empty directory: the run goes there, the link stays
@@ -245,6 +249,7 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
             allow_missing_weights=opts.allow_missing_weights,
             resumed_answers=session.reused,
             machine=machine_info(),
+            options=opts.command(table),
         )
         extra: dict[str, Any] = {"engine": settings}
         router_summary = session.write_router([spec.name for spec in specs]) if recorder is not None else None
