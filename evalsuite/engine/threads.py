@@ -23,8 +23,8 @@ class ThreadChoice:
 _chosen: ThreadChoice | None = None
 
 
-def idle_cores() -> tuple[int, float]:
-    """(threads for this process, the load average it saw)."""
+def idle_cores() -> tuple[int, int, float]:
+    """(threads for this process, the cores it may run on, the load average it saw)."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -32,9 +32,9 @@ def idle_cores() -> tuple[int, float]:
     try:
         load = os.getloadavg()[0]
     except OSError:
-        return cores, 0.0
+        return cores, cores, 0.0
     others = max(0.0, load - 1.0)  # this process is running: it counts one
-    return max(1, min(cores, math.floor(cores - others + 0.5))), load
+    return max(1, min(cores, math.floor(cores - others + 0.5))), cores, load
 
 
 def choose(requested: int | None) -> ThreadChoice:
@@ -48,9 +48,8 @@ def choose(requested: int | None) -> ThreadChoice:
     elif os.environ.get("OMP_NUM_THREADS"):
         _chosen = ThreadChoice(None, "OMP_NUM_THREADS")
     else:
-        count, load = idle_cores()
+        count, cores, load = idle_cores()
         torch.set_num_threads(count)
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         _chosen = ThreadChoice(count, f"idle cores: {cores} cores, load average {load:.1f} at start")
     return _chosen
 
