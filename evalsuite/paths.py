@@ -49,6 +49,14 @@ def display_path(path: str | os.PathLike[str]) -> str:
     return absolute.as_posix()
 
 
+def home_path(path: str | os.PathLike[str]) -> str:
+    """An absolute path as `~/...` when under the home directory (the same wherever the command is run
+    from), else as it is: how a run records the paths of its command's options."""
+    text = os.fspath(path)
+    rel = _inside(Path(os.path.normpath(text)), Path.home()) if os.path.isabs(text) else None
+    return text if rel is None else "~" + ("/" + rel.as_posix() if rel.parts else "")
+
+
 def public_url(url: str) -> str:
     """A URL without its credentials: the password of `user:password@` (the user too when it is a token)
     and the value of every query parameter named like a credential become `<redacted>`."""

@@ -93,6 +93,16 @@ class RunOptions:
         )
         return command
 
+    def record(self, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> dict[str, Any]:
+        """The command as results.json records it: paths under the home directory as `~/...`."""
+        from evalsuite.paths import home_path
+
+        command = self.command(table)
+        for key in ("model", "data_dir"):
+            if command[key] is not None and (key == "data_dir" or is_local_path(self.model)):
+                command[key] = home_path(command[key])
+        return command
+
     def parallel(self) -> ParallelOptions:
         return ParallelOptions(
             replicas=self.data_parallel,
@@ -130,7 +140,7 @@ def _already_complete(run_dir: Path, opts: RunOptions, table: Sequence[Benchmark
 
     done = load_run(run_dir)
     if done.provenance.options:  # the whole command, as the run recorded it
-        difference = command_difference(done.provenance.options, opts.command(table))
+        difference = command_difference(done.provenance.options, opts.record(table))
     else:  # a run written before commands were recorded: what its results say of the command
         model = display_path(opts.model) if is_local_path(opts.model) else opts.model
         recorded = {
@@ -249,7 +259,7 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
             allow_missing_weights=opts.allow_missing_weights,
             resumed_answers=session.reused,
             machine=machine_info(),
-            options=opts.command(table),
+            options=opts.record(table),
         )
         extra: dict[str, Any] = {"engine": settings}
         router_summary = session.write_router([spec.name for spec in specs]) if recorder is not None else None
