@@ -250,9 +250,9 @@ def test_published_positions_that_do_not_fit_the_pass_warn_and_count_every_posit
 
     model = _mixtral(seed=3)
     recorder = router.RouterRecorder(model)
-    with torch.no_grad(), pytest.warns(RuntimeWarning, match="do not fit"), recorder.track("bench"):
-        with real_positions.publish(torch.ones(1, 3, dtype=torch.bool)):
-            model(input_ids=torch.ones(2, 4, dtype=torch.long))
+    wrong = real_positions.publish(torch.ones(1, 3, dtype=torch.bool))  # 3 positions for a pass of 2 x 4
+    with torch.no_grad(), pytest.warns(RuntimeWarning, match="do not fit"), recorder.track("bench"), wrong:
+        model(input_ids=torch.ones(2, 4, dtype=torch.long))
     assert sum(_counts(recorder.frame(), 0, "top1_tokens")) == 2 * 4
 
 
@@ -390,7 +390,7 @@ def _run(model_dir: Path, out: Path, *extra: str) -> Path:
 @pytest.fixture(scope="module")
 def moe_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
     base = tmp_path_factory.mktemp("router-runs")
-    return {bs: _run(TINY_MOE, base / f"bs{bs}", "--batch-size", str(bs)) for bs in (1, 4)}
+    return {bs: _run(TINY_MOE, base / f"bs{bs}", "--batch-size", str(bs)) for bs in (1, 4, 8)}
 
 
 @pytest.mark.slow
@@ -410,12 +410,13 @@ def test_run_counts_every_fed_position_top_k_times_in_every_layer(moe_runs: dict
 
 
 @pytest.mark.slow
-def test_batch_size_4_counts_the_same_tokens_as_batch_size_1(moe_runs: dict[int, Path]) -> None:
-    one, four = (router_stats.load_router_stats(moe_runs[bs]) for bs in (1, 4))
-    assert four[["benchmark", "layer", "expert", "tokens", "top1_tokens"]].equals(
+@pytest.mark.parametrize("batch_size", [4, 8])
+def test_larger_batch_sizes_count_the_same_tokens_as_batch_size_1(moe_runs: dict[int, Path], batch_size: int) -> None:
+    one, more = (router_stats.load_router_stats(moe_runs[bs]) for bs in (1, batch_size))
+    assert more[["benchmark", "layer", "expert", "tokens", "top1_tokens"]].equals(
         one[["benchmark", "layer", "expert", "tokens", "top1_tokens"]]
     )
-    assert four["weight_sum"].to_numpy() == pytest.approx(one["weight_sum"].to_numpy(), abs=1e-3)
+    assert more["weight_sum"].to_numpy() == pytest.approx(one["weight_sum"].to_numpy(), abs=1e-3)
 
 
 @pytest.mark.slow
