@@ -318,7 +318,7 @@ def test_batched_generation_counts_each_fed_position_once_and_not_after_a_sequen
         width = max(map(len, batch))
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch])
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch])
-        with hflm_positions.generation(ids, mask) as decoding:
+        with hflm_positions.generation_positions(ids, mask) as decoding:
             model.generate(
                 input_ids=ids,
                 attention_mask=mask,

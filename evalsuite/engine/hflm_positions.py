@@ -78,7 +78,7 @@ def _unexpected(what: str) -> RuntimeError:
 
 
 @contextlib.contextmanager
-def generation(input_ids: Any, attention_mask: Any | None) -> Iterator[ObservedDecoding]:
+def generation_positions(input_ids: Any, attention_mask: Any | None) -> Iterator[ObservedDecoding]:
     """Publishes the real positions of one `generate` call on `input_ids` within the block: pass the
     yielded ObservedDecoding to it as `custom_generate`."""
     real = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from lm_eval.models.huggingface import HFLM
 
-from evalsuite.engine.hflm_positions import LoglikelihoodRows, generation
+from evalsuite.engine.hflm_positions import LoglikelihoodRows, generation_positions
 from evalsuite.errors import NonFiniteAnswer
 from evalsuite.moe import positions
 
@@ -51,7 +51,8 @@ class V1HFLM(HFLM):
     # The width of the last context batch before truncation: generate_until encodes the contexts, then
     # generates from them; v1 cut the generated sequence at this width.
     _untruncated_width: int = 0
-    # The rows of the running `_loglikelihood_tokens` call, whose batches `_model_call` feeds.
+    # The rows of the running `_loglikelihood_tokens` call, whose batches `_model_call` feeds (every batch
+    # of the call: the batch size is a number, never "auto", which would probe with batches of its own).
     _rows: LoglikelihoodRows | None = None
 
     def loglikelihood(self, requests: Any, disable_tqdm: bool = True) -> Any:
@@ -98,7 +99,7 @@ class V1HFLM(HFLM):
             return super()._model_call(inps, attn_mask, labels)
 
     def _model_generate(self, context: torch.Tensor, max_length: int, stop: list[str], **kwargs: Any) -> torch.Tensor:
-        with generation(context, kwargs.get("attention_mask")) as decoding:
+        with generation_positions(context, kwargs.get("attention_mask")) as decoding:
             generated = super()._model_generate(context, max_length, stop, custom_generate=decoding, **kwargs)
         # generate_until keeps what follows the (truncated) context; hand it what v1 kept instead.
         return torch.cat([context, generated[:, self._untruncated_width :]], dim=1)
