@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     from evalsuite.engine.base import BackendOptions
     from evalsuite.engine.fast.lm import FastLM
     from evalsuite.engine.hf import load_model, make_lm
+    from evalsuite.engine.model_files import resolve
     from evalsuite.pipeline.evaluate import prepare
 
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
@@ -105,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
                 bucket = instances.setdefault(req.request_type, [])
                 flat.append((req.request_type, len(bucket)))
                 bucket.append(Instance(request_type=req.request_type, doc={}, arguments=req.arguments, idx=0))
-    model, tokenizer, info = load_model(BackendOptions(model=args.model, dtype=args.dtype, device="cpu", threads=1))
+    options = BackendOptions(model=args.model, dtype=args.dtype, device="cpu", threads=1)
+    files = resolve(options)
+    model, info = load_model(options, files)
+    tokenizer = files.tokenizer
     exact = make_lm(model, tokenizer, batch_size=1, max_length=info.max_length)
 
     def run(lm: Any) -> dict[str, list[Any]]:

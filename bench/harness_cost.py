@@ -82,8 +82,8 @@ def one_scale(scale: float, out: Path) -> dict[str, Any]:
 
     import evalsuite.engine.accounting as accounting
     import evalsuite.engine.fast.lm as fast_lm
-    import evalsuite.engine.fast.tokenize as tokenize
     import evalsuite.engine.hf as hf
+    import evalsuite.engine.tokenize as tokenize
     import evalsuite.pipeline.evaluate as evaluate
     import evalsuite.resume.session as session
     from evalsuite.demo import build_tiny_model
@@ -98,15 +98,15 @@ def one_scale(scale: float, out: Path) -> dict[str, Any]:
     load_model = hf.load_model
     forward: list[float] = []
 
-    def hooked(opts: Any) -> Any:  # the model's forward passes, timed by hooks on the loaded model
-        model, tokenizer, info = load_model(opts)
+    def hooked(opts: Any, files: Any) -> Any:  # the model's forward passes, timed by hooks on the loaded model
+        model, info = load_model(opts, files)
         model.register_forward_pre_hook(lambda *_: forward.append(time.perf_counter()))
 
         def after(*_: Any) -> None:
             spent["model forward passes"] += time.perf_counter() - forward.pop()
 
         model.register_forward_hook(after)
-        return model, tokenizer, info
+        return model, info
 
     patches = [
         (evaluate, "prepare", "data preparation"),

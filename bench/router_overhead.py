@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = REPO / "tests" / "data" / "golden-v1"
@@ -53,15 +54,17 @@ def main(argv: list[str] | None = None) -> int:
     from evalsuite.benchmarks.table import parse_names, select
     from evalsuite.data.sources import source_for
     from evalsuite.engine import BackendOptions, load_backend
+    from evalsuite.engine.model_files import resolve
     from evalsuite.moe import recorder as router
     from evalsuite.pipeline.evaluate import evaluate, prepare_all
 
     specs = select(parse_names(args.benchmarks))
     prepared = prepare_all(specs, source_for(args.data_dir), args.limit)
-    backend = load_backend(
-        BackendOptions(model=args.model, dtype=args.dtype, device=args.device, batch_size=args.batch_size)
+    options = BackendOptions(
+        model=args.model, backend="hf", dtype=args.dtype, device=args.device, batch_size=args.batch_size
     )
-    model, lm, info = backend.module, backend.lm, backend.info
+    backend: Any = load_backend(options, resolve(options))
+    model, info = backend.module, backend.info
     if model is None or not router.is_moe(model):
         print(f"error: {args.model} is not an MoE model; nothing to measure", file=sys.stderr)
         return 1
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         recorder = router.RouterRecorder(model) if with_router else None
         wall, cpu = time.perf_counter(), time.process_time()
         observer = recorder.track if recorder else _no_observer
-        evaluate(lm, specs, prepared, progress=False, observer=observer)
+        evaluate(backend, specs, prepared, progress=False, observer=observer)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         if recorder is not None:
             recorder.close()

@@ -34,13 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     from evalsuite.benchmarks.table import parse_names, select
     from evalsuite.data.sources import source_for
     from evalsuite.engine import BackendOptions, load_backend
+    from evalsuite.engine.model_files import resolve
     from evalsuite.pipeline.evaluate import evaluate, prepare_all
 
     specs = select(parse_names(args.benchmarks))
     prepared = prepare_all(specs, source_for(args.data_dir), args.limit)
-    backend = load_backend(
-        BackendOptions(model=args.model, dtype=args.dtype, device=args.device, batch_size=args.batch_size)
+    options = BackendOptions(
+        model=args.model, backend="hf", dtype=args.dtype, device=args.device, batch_size=args.batch_size
     )
+    backend = load_backend(options, resolve(options))
     lm, info = backend.lm, backend.info
     times: dict[str, float] = {}
 
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         yield
         times[name] = time.perf_counter() - start
 
-    evaluate(lm, specs, prepared, progress=False, observer=timer)
+    evaluate(backend, specs, prepared, progress=False, observer=timer)
     print(f"{info.id} on {','.join(info.devices)}, {info.dtype}, batch size {args.batch_size}")
     print(f"{'benchmark':<11} {'docs':>6} {'requests':>9} {'ctx tokens':>11} {'seconds':>8} {'req/s':>8} {'tok/s':>9}")
     for spec in specs:

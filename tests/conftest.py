@@ -6,6 +6,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,3 +80,55 @@ def golden_runs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pat
         return runs[model]
 
     return get
+
+
+def as_backend(lm: Any, calls: Any = None, files: Any = None) -> Any:
+    """An lm-eval `LM` of a test as a backend (evalsuite.engine.base.Backend): the contract's defaults,
+    or the calls given."""
+    from evalsuite.engine.base import Backend, Calls
+
+    class TestBackend(Backend):
+        pass
+
+    backend = TestBackend()
+    backend.lm = lm
+    backend.calls = calls if calls is not None else Calls()
+    return backend
+
+
+def resolved(**options: Any) -> tuple[Any, Any]:
+    """(BackendOptions, ModelFiles) of a model, resolved as the pipeline resolves it."""
+    from evalsuite.engine.base import BackendOptions
+    from evalsuite.engine.model_files import resolve
+
+    opts = BackendOptions(**options)
+    return opts, resolve(opts)
+
+
+def load_backend_of(**options: Any) -> Any:
+    """A backend loaded as the pipeline loads it (one process)."""
+    from evalsuite.engine import load_backend
+
+    opts, files = resolved(**options)
+    return load_backend(opts, files)
+
+
+def load_model_of(**options: Any) -> tuple[Any, Any, Any]:
+    """(transformers model, tokenizer, ModelInfo) as the hf backend loads them."""
+    from evalsuite.engine.hf import load_model
+
+    opts, files = resolved(**options)
+    model, info = load_model(opts, files)
+    return model, files.tokenizer, info
+
+
+def plugin_environment(where: Path, backends: dict[str, str]) -> dict[str, str]:
+    """The environment of a process that has the test backends installed as another package would: a
+    distribution in `where` declaring them as `evalsuite.backends` entry points (name -> module in tests/)."""
+    dist = where / "evalsuite_test_backends-0.0.dist-info"
+    dist.mkdir(parents=True, exist_ok=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: evalsuite-test-backends\nVersion: 0.0\n")
+    lines = "".join(f"{name} = {module}\n" for name, module in backends.items())
+    (dist / "entry_points.txt").write_text(f"[evalsuite.backends]\n{lines}")
+    path = os.pathsep.join([str(where), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return {**os.environ, "PYTHONPATH": path}

@@ -168,7 +168,7 @@ def test_build_tiny_model_makes_a_dense_llama_and_applies_overrides(tmp_path: Pa
 def test_tokenizer_adds_bos_by_default_and_evalsuite_does_not(tiny_models: dict[str, Path]) -> None:
     import transformers
 
-    from evalsuite.engine import BackendOptions, load_backend
+    from conftest import load_backend_of
 
     text = "Question: Which tool should be used?\nAnswer:"
     tokenizer = transformers.AutoTokenizer.from_pretrained(tiny_models["a"])
@@ -176,7 +176,7 @@ def test_tokenizer_adds_bos_by_default_and_evalsuite_does_not(tiny_models: dict[
     plain = tokenizer(text, add_special_tokens=False).input_ids
     assert tokenizer(text).input_ids == [bos, *plain]  # so a harness adding BOS gets other numbers
 
-    backend = load_backend(BackendOptions(model=str(tiny_models["a"]), backend="hf", device="cpu"))
+    backend = load_backend_of(model=str(tiny_models["a"]), backend="hf", device="cpu")
     assert backend.lm.tok_encode(text) == plain
 
 

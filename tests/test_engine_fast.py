@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from conftest import GOLDEN
-from evalsuite.engine.fast.tokenize import TokenRequest, encode_pair, encode_pairs, prefix_token_id
+from conftest import GOLDEN, as_backend, load_model_of
+from evalsuite.benchmarks.contract import Request
 from evalsuite.engine.fast.trie import build_plan, unique_prefix_floor
+from evalsuite.engine.tokenize import TokenRequest, encode_pair, encode_pairs, prefix_token_id
 from evalsuite.errors import ConfigError
 from evalsuite.moe import recorder as router
 
@@ -40,10 +41,7 @@ UNTIL = [":", "Question:", "Question"]
 
 @pytest.fixture(scope="module")
 def loaded() -> tuple[Any, Any, Any]:
-    from evalsuite.engine.base import BackendOptions
-    from evalsuite.engine.hf import load_model
-
-    return load_model(BackendOptions(model=str(TINY_MOE), device="cpu", dtype="float32"))
+    return load_model_of(model=str(TINY_MOE), device="cpu", dtype="float32")
 
 
 def _lms(loaded: tuple[Any, Any, Any], max_batch_tokens: int, max_length: int | None = None) -> tuple[Any, Any]:
@@ -139,7 +137,8 @@ def test_requests_that_need_truncation_take_the_exact_path(loaded: tuple[Any, An
 def test_the_floor_inputs_are_those_the_exact_path_feeds(loaded: tuple[Any, Any, Any]) -> None:
     max_length = 40  # LONG_PAIRS need truncation: the exact path answers them, their inputs are cut the same
     hf, fast = _lms(loaded, 4096, max_length=max_length)
-    assert fast.take_inputs() == []  # recording starts when asked
+    assert fast.take_inputs() is None  # nothing is kept until asked
+    fast.keep_inputs()
     fast.loglikelihood(_instances("loglikelihood", PAIRS + LONG_PAIRS), disable_tqdm=True)
     # lm-eval's own encoding (an empty context is its prefix token), then its left truncation:
     # (context + continuation)[-(max_length + 1):][:-1]
@@ -356,11 +355,9 @@ def _distinct_scored(inputs: list[tuple[tuple[int, ...], tuple[int, ...]]]) -> i
 
 @pytest.mark.parametrize("name", ["tiny-moe", "tiny-llama"])
 def test_feed_forward_runs_on_real_positions_and_in_the_last_layer_on_scored_ones(name: str) -> None:
-    from evalsuite.engine.base import BackendOptions
     from evalsuite.engine.fast import sparse
-    from evalsuite.engine.hf import load_model
 
-    loaded = load_model(BackendOptions(model=str(GOLDEN / "models" / name), device="cpu", dtype="float32"))
+    loaded = load_model_of(model=str(GOLDEN / "models" / name), device="cpu", dtype="float32")
     model, tokenizer, _ = loaded
     hf, fast = _lms(loaded, 2048)
     pairs = PAIRS + LONG_PAIRS + DOCUMENTS  # padded rows, packed rows, rows of different prefixes
@@ -477,22 +474,24 @@ def _reference_requests() -> list[Any]:
 
 
 def test_a_resumed_call_answers_bit_for_bit_as_the_uninterrupted_one(loaded: tuple[Any, Any, Any], tmp_path) -> None:
-    from evalsuite.resume.lm import answered_already, resumable
+    from evalsuite.engine.fast import FAST_CALLS
+    from evalsuite.resume.lm import ResumableBackend, resumable
     from evalsuite.resume.store import AnswerStore
 
     requests = _reference_requests()
     _, fast = _lms(loaded, 8192)
-    assert len(requests) <= fast.requests_per_call["loglikelihood"]
-    whole = resumable(fast, AnswerStore(tmp_path / "whole.jsonl", "fp"))
+    assert len(requests) <= FAST_CALLS.per_call["loglikelihood"]
+    whole = resumable(fast, AnswerStore(tmp_path / "whole.jsonl", "fp"), FAST_CALLS)
     uninterrupted = whole.loglikelihood(requests)
     whole.store.close()
     # the first half of the answers, as they reached the store before a kill
     lines = (tmp_path / "whole.jsonl").read_bytes().splitlines(keepends=True)
     (tmp_path / "killed.jsonl").write_bytes(b"".join(lines[: len(lines) // 2]))
     _, again = _lms(loaded, 8192)
-    resumed = resumable(again, AnswerStore(tmp_path / "killed.jsonl", "fp"))
-    assert answered_already(resumed, requests) == set()  # a partly answered call is asked again, whole
-    assert resumed.loglikelihood(requests) == uninterrupted  # every bit
+    resumed = ResumableBackend(as_backend(again, FAST_CALLS), AnswerStore(tmp_path / "killed.jsonl", "fp"))
+    as_requests = [Request(*inst.args) for inst in requests]
+    assert resumed.answered(as_requests) == set()  # a partly answered call is asked again, whole
+    assert resumed.lm.loglikelihood(requests) == uninterrupted  # every bit
 
 
 def test_the_cpu_budget_does_not_follow_free_memory() -> None:
@@ -523,10 +522,7 @@ def test_the_cpu_budget_does_not_follow_free_memory() -> None:
 
 
 def test_the_first_call_of_a_process_answers_as_every_later_one() -> None:
-    from evalsuite.engine.base import BackendOptions
-    from evalsuite.engine.hf import load_model
-
-    fresh = load_model(BackendOptions(model=str(TINY_MOE), device="cpu", dtype="float32"))  # nothing ran on it
+    fresh = load_model_of(model=str(TINY_MOE), device="cpu", dtype="float32")  # nothing ran on it
     requests = _reference_requests()
     _, fast = _lms(fresh, 8192)
     first = fast.loglikelihood(requests)

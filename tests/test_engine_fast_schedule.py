@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from evalsuite.engine.fast.schedule import Pass, Scheduler
-from evalsuite.engine.fast.tokenize import TokenRequest
 from evalsuite.engine.fast.trie import Node, Plan, build_plan
+from evalsuite.engine.tokenize import TokenRequest
 
 SEEDS = range(150)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from conftest import GOLDEN
+from conftest import GOLDEN, load_backend_of
 from evalsuite.engine.fast.ties import choice_groups, could_swap
 from evalsuite.precision import PRECISIONS
 
@@ -46,12 +46,10 @@ def bf16() -> tuple[Any, list[Any], list[list[int]]]:
 
     from evalsuite.benchmarks.table import BY_NAME
     from evalsuite.data.sources import source_for
-    from evalsuite.engine.base import BackendOptions
-    from evalsuite.engine.fast import load
     from evalsuite.pipeline.evaluate import prepare
 
     model = str(GOLDEN / "models" / "tiny-moe")
-    backend = load(BackendOptions(model=model, dtype="bfloat16", device="cpu", max_batch_tokens=4096))
+    backend = load_backend_of(model=model, dtype="bfloat16", device="cpu", max_batch_tokens=4096)
     instances, docs = [], []
     for item in prepare(BY_NAME["hellaswag"], source_for(GOLDEN / "data")):
         docs.append(list(range(len(instances), len(instances) + len(item.requests))))

@@ -63,11 +63,11 @@ def test_verify_accepts_the_run(golden_run: tuple[str, Path], capsys: pytest.Cap
 def test_no_bos_token_is_added(golden_run: tuple[str, Path]) -> None:
     # The reference tokenizer adds <s> by default; v1 never did. The manifest's self-check holds the
     # sum of log-probs of a text without BOS, computed when the reference model was made.
-    from evalsuite.engine import BackendOptions, load_backend
+    from conftest import load_backend_of
 
     model_name, _ = golden_run
     manifest = json.loads((GOLDEN / "models" / model_name / "anchor_manifest.json").read_text())
-    lm = load_backend(BackendOptions(model=str(GOLDEN / "models" / model_name), backend="hf", device="cpu")).lm
+    lm = load_backend_of(model=str(GOLDEN / "models" / model_name), backend="hf", device="cpu").lm
     tokenizer = lm.tokenizer
     assert tokenizer(manifest["selfcheck_text"])["input_ids"][0] == tokenizer.bos_token_id  # adds BOS by default
     assert lm.tok_encode(manifest["selfcheck_text"]) == manifest["selfcheck_ids_no_bos"]

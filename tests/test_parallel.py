@@ -17,10 +17,26 @@ ROUTER_COUNTS = ["benchmark", "layer", "expert", "tokens", "top1_tokens"]
 
 
 @pytest.fixture(scope="module")
-def ray_instance():
-    """A local Ray instance started by the test, one CPU per replica; the runs join it."""
-    ray.init(num_cpus=2, namespace="evalsuite-tests", include_dashboard=False, log_to_driver=False)
-    yield
+def ray_instance(tmp_path_factory: pytest.TempPathFactory):
+    """A local Ray instance started by the test, one CPU per replica; the runs join it. Its workers can
+    import the test backends (tests/counting_backend.py), which log to the file yielded."""
+    import os
+
+    from counting_backend import LOG_ENV
+
+    log = tmp_path_factory.mktemp("counting") / "answers.log"
+    saved = {name: os.environ.get(name) for name in ("PYTHONPATH", LOG_ENV)}
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(Path(__file__).parent), saved["PYTHONPATH"]) if p)
+    os.environ[LOG_ENV] = str(log)
+    try:
+        ray.init(num_cpus=2, namespace="evalsuite-tests", include_dashboard=False, log_to_driver=False)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    yield log
     ray.shutdown()
 
 
@@ -81,20 +97,36 @@ def _replica_handle(index: int, timeout: float = 120.0):
 @pytest.mark.slow
 @pytest.mark.parametrize("one_and_two", ["tiny-moe"], indirect=True)  # the MoE: router counts too
 def test_a_replica_killed_mid_run_leaves_the_same_run(
-    one_and_two: tuple[Path, Path], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    one_and_two: tuple[Path, Path],
+    ray_instance: Path,
+    tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from evalsuite.engine.parallel import ACTOR_PREFIX
+    from evalsuite.engine.registry import BACKENDS
+
     one, _ = one_and_two
     model = json.loads((one / "results.json").read_text())["model"]["id"]
     out = tmp_path / "killed"
     codes: list[int] = []
-    argv = ["run", "--model", model, "--data-dir", str(GOLDEN / "data"), "--output-dir", str(out), "--backend", "hf"]
+    # the hf backend, logging which replica answers each request (tests/counting_backend.py)
+    monkeypatch.setitem(BACKENDS, "counting", "counting_backend")
+    argv = ["run", "--model", model, "--data-dir", str(GOLDEN / "data"), "--output-dir", str(out)]
     worker = threading.Thread(
-        target=lambda: codes.append(run_cli(*argv, "--device", "cpu", "--no-progress", "--data-parallel", "2"))
+        target=lambda: codes.append(
+            run_cli(*argv, "--backend", "counting", "--device", "cpu", "--no-progress", "--data-parallel", "2")
+        )
     )
     worker.start()
     replica = _replica_handle(1)
     deadline = time.monotonic() + 300
-    while ray.get(replica.answered.remote()) < 1:  # it has answered a call and holds (or waits for) the next
+
+    def answered_by_replica_1() -> bool:
+        lines = ray_instance.read_text().splitlines() if ray_instance.exists() else []
+        return any(json.loads(line)[0].startswith(f"{ACTOR_PREFIX}-1-") for line in lines)
+
+    while not answered_by_replica_1():  # it is answering a call
         assert time.monotonic() < deadline and worker.is_alive(), "the run ended before replica 1 answered"
         time.sleep(0.05)
     ray.kill(replica)
@@ -153,7 +185,7 @@ def test_vllm_engine_is_set_up_as_v1_ran() -> None:
     from transformers import AutoConfig, AutoTokenizer
 
     from evalsuite.engine.base import BackendOptions
-    from evalsuite.engine.hf import v1_max_length
+    from evalsuite.engine.model_files import v1_max_length
     from evalsuite.engine.vllm import vllm_arguments
 
     path = GOLDEN / "models" / "tiny-moe-short"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from conftest import GOLDEN
+from conftest import GOLDEN, as_backend, resolved
 from evalsuite.benchmarks.contract import Request
 
 REQUESTS = [
@@ -30,30 +30,32 @@ class Bar:
 
 @pytest.fixture(scope="module")
 def fast_lm() -> Any:
-    from evalsuite.engine.base import BackendOptions
     from evalsuite.engine.fast import load
 
-    options = BackendOptions(
+    options, files = resolved(
         model=str(GOLDEN / "models" / "tiny-moe"), device="cpu", dtype="float32", max_batch_tokens=256
     )
-    return load(options).lm
+    return load(options, files).lm
 
 
 @pytest.mark.parametrize("wrapped", [False, True])
 def test_the_bar_moves_with_each_answer_within_a_call(fast_lm: Any, wrapped: bool, tmp_path: Path) -> None:
+    from evalsuite.engine.fast import FAST_CALLS
     from evalsuite.pipeline.evaluate import answer
-    from evalsuite.resume.lm import resumable
+    from evalsuite.resume.lm import ResumableBackend
     from evalsuite.resume.store import AnswerStore
 
-    lm = resumable(fast_lm, AnswerStore(tmp_path / "answers.jsonl", "digest")) if wrapped else fast_lm
+    backend = as_backend(fast_lm, FAST_CALLS)
+    if wrapped:
+        backend = ResumableBackend(backend, AnswerStore(tmp_path / "answers.jsonl", "digest"))
     passes: list[int] = []
     handle = fast_lm.model.register_forward_pre_hook(lambda *_: passes.append(1))
     bar = Bar(passes)
     try:
-        responses = answer(lm, REQUESTS, bar)
+        responses = answer(backend, REQUESTS, bar)
     finally:
         handle.remove()
-    assert len(REQUESTS) <= fast_lm.requests_per_call["loglikelihood"]  # one call
+    assert len(REQUESTS) <= FAST_CALLS.per_call["loglikelihood"]  # one call
     assert all(isinstance(r, float) for r in responses)
     assert sum(n for n, _ in bar.moves) == len(REQUESTS)
     assert bar.moves[0][1] < len(passes)  # the bar moved before the call's last pass ran

@@ -5,7 +5,6 @@ of an uninterrupted run, the model having answered every request exactly once.""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -14,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from counting_backend import LOG_ENV
 
-from conftest import GOLDEN, reference_run, run_cli
-from evalsuite.resume.lm import COUNT_ENV
+from conftest import GOLDEN, plugin_environment, reference_run, run_cli
 
 BENCHMARKS = ("arc", "truthfulqa", "gsm8k")
 
@@ -31,14 +30,17 @@ def command(out: Path, *extra: str) -> list[str]:
         "--limit", "3",
         "--no-progress",
         # lm-eval's HF class stores each answer as it completes: the kills below land between two answers
-        # of one call (the fast backend answers a call's log-likelihoods together)
-        "--backend", "hf",
+        # of one call (the fast backend answers a call's log-likelihoods together). The counting backend is
+        # the hf backend writing each answer it returns to the counter (tests/counting_backend.py).
+        "--backend", "counting",
         *extra,
     ]  # fmt: skip
 
 
 def environment(counter: Path) -> dict[str, str]:
-    return {**os.environ, COUNT_ENV: str(counter), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    """The run's: the counting backend installed as a plugin, writing to `counter`."""
+    plugins = plugin_environment(counter.parent / "plugins", {"counting": "counting_backend"})
+    return {**plugins, LOG_ENV: str(counter), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 
 
 def lines(path: Path) -> list[str]:
@@ -78,7 +80,7 @@ def exact_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_killed_and_resumed_run_equals_an_uninterrupted_one(
-    tmp_path: Path, exact_run: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, exact_run: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ):
     out, counter = tmp_path / "run", tmp_path / "answers.log"
     done = stage_of(out) / ".resume" / "done"
@@ -116,6 +118,9 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(
 
     # 4. without --resume the unfinished run is reported with both choices; nothing is touched
     kept = (stage_of(out) / ".resume" / "answers.jsonl").read_bytes()
+    from evalsuite.engine.registry import BACKENDS
+
+    monkeypatch.setitem(BACKENDS, "counting", "counting_backend")  # this process has no plugin installed
     assert run_cli(*command(out)[3:]) == 1
     refused = capsys.readouterr().err
     assert refused.startswith("error: ") and len(refused.strip().splitlines()) == 1

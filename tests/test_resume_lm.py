@@ -19,9 +19,11 @@ import pytest
 from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM
 
+from conftest import as_backend
 from evalsuite.benchmarks.contract import Request
+from evalsuite.engine.base import Calls
 from evalsuite.errors import NonFiniteAnswer
-from evalsuite.resume.lm import COUNT_ENV, answered_already, resumable
+from evalsuite.resume.lm import ResumableBackend
 from evalsuite.resume.store import AnswerStore
 
 
@@ -54,6 +56,27 @@ class LengthLM(LM):
 
 
 REQUESTS = [Request("Q: 1+1?\nA:", " two"), Request("Q: 1+1?\nA:", " three"), Request("Q: 2+2?\nA:", " four")]
+
+
+def resumable(inner: LM, store: AnswerStore, calls: Calls | None = None) -> Any:
+    """The inner LM behind the store as the pipeline wraps a backend; `.lm` answers, `.answered` says
+    what the store holds."""
+    return Wrapped(ResumableBackend(as_backend(inner, calls), store))
+
+
+class Wrapped:
+    """A ResumableBackend read as its `lm` (what the tests call), with the backend's `answered`."""
+
+    def __init__(self, backend: ResumableBackend) -> None:
+        self.backend = backend
+        self.store = backend.store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.backend.lm, name)
+
+
+def answered_already(wrapped: Wrapped, requests: list[Request]) -> set[int]:
+    return wrapped.backend.answered(requests)
 
 
 def instances(requests: list[Request]) -> list[Instance]:
@@ -146,10 +169,11 @@ def test_a_non_finite_answer_stops_and_is_not_kept(tmp_path: Path, value: float)
     assert len(lm.store) == 0
 
 
-def test_the_wrapper_passes_other_attributes_to_the_backend(tmp_path: Path):
-    inner: Any = LengthLM()
-    inner.max_length = 1234
-    assert resumable(inner, AnswerStore(tmp_path / "a.jsonl", "fp")).max_length == 1234
+def test_the_wrapper_forwards_the_inner_backends_members(tmp_path: Path):
+    inner = as_backend(LengthLM(), Calls(per_call={"loglikelihood": 7}, in_flight=3, whole=True))
+    wrapped = ResumableBackend(inner, AnswerStore(tmp_path / "a.jsonl", "fp"))
+    assert wrapped.calls is inner.calls and wrapped.settings == inner.settings
+    assert wrapped.meter() is None and wrapped.router_counter() is None
 
 
 def test_progress_starts_at_what_an_earlier_attempt_answered(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -171,7 +195,9 @@ def test_progress_starts_at_what_an_earlier_attempt_answered(tmp_path: Path, cap
     lm = resumable(backend, AnswerStore(tmp_path / "answers.jsonl", "fp"))
     capsys.readouterr()
 
-    evaluate(lm, [spec], prepared, progress=True)
+    flat = [req for item in prepared["winogrande"] for req in item.requests]
+    earlier_answers = {"winogrande": frozenset(lm.backend.answered(flat))}  # as the pipeline asks it
+    evaluate(lm.backend, [spec], prepared, answered=earlier_answers, progress=True)
     bar = capsys.readouterr().err
     assert " 2/4 " in bar and " 4/4 " in bar and " 0/4 " not in bar  # 2 of 2 + 2 requests were done
     assert len(backend.asked) == 2 + 2  # the second call asked only document 1's two
@@ -180,8 +206,6 @@ def test_progress_starts_at_what_an_earlier_attempt_answered(tmp_path: Path, cap
 class SlowParallelLM(LengthLM):
     """LengthLM answering several calls at once (as data-parallel replicas do), slowly enough that the
     calls overlap; `most` is the largest number of calls seen in flight together."""
-
-    parallel_calls = 4
 
     def __init__(self) -> None:
         super().__init__()
@@ -207,32 +231,34 @@ class SlowParallelLM(LengthLM):
         return out
 
 
-def test_concurrent_calls_through_the_wrapper_keep_each_answer_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    counter = tmp_path / "count.log"
-    monkeypatch.setenv(COUNT_ENV, str(counter))
+def test_concurrent_calls_through_the_wrapper_keep_each_answer_once(tmp_path: Path):
     backend = SlowParallelLM()
-    lm = resumable(backend, AnswerStore(tmp_path / "answers.jsonl", "fp"))
-    assert lm.parallel_calls == 4  # the pipeline keeps as many calls in flight as the backend takes
+    lm = resumable(backend, AnswerStore(tmp_path / "answers.jsonl", "fp"), Calls(in_flight=4))
+    assert lm.backend.calls.in_flight == 4  # the pipeline keeps as many calls in flight as the backend takes
     calls = [[Request(f"Q{c}:", f" answer {i}" + "!" * i) for i in range(5)] for c in range(8)]
-    with ThreadPoolExecutor(max_workers=lm.parallel_calls) as pool:
+    with ThreadPoolExecutor(max_workers=lm.backend.calls.in_flight) as pool:
         outs = list(pool.map(lambda reqs: lm.loglikelihood(instances(reqs)), calls))
     assert backend.most > 1  # the calls did overlap
     assert outs == [[(-float(len(r.continuation)), False) for r in reqs] for reqs in calls]
-    keys = counter.read_text().splitlines()
-    assert len(keys) == len(set(keys)) == 8 * 5  # each answer arrived and was counted once
-    store_lines = (tmp_path / "answers.jsonl").read_text().splitlines()
-    assert len(store_lines) == 8 * 5 and all(json.loads(line)["k"] in keys for line in store_lines)
+    assert len(backend.asked) == len(set(backend.asked)) == 8 * 5  # each request reached the backend once
+    keys = [json.loads(line)["k"] for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    assert len(keys) == len(set(keys)) == 8 * 5  # and each answer was stored once
 
 
 def test_the_fingerprint_names_the_backend_setting_that_changed():
     from conftest import GOLDEN
     from evalsuite.data.sources import LocalDirSource
     from evalsuite.engine.base import BackendOptions
-    from evalsuite.resume.fingerprint import run_fingerprint
+    from evalsuite.engine.model_files import resolve
+    from evalsuite.resume.fingerprint import run_fingerprint as fingerprint_of
 
     model = GOLDEN / "models" / "tiny-moe"
     source = LocalDirSource(GOLDEN / "data")
     versions = {"evalsuite": "1", "torch": "2"}
+
+    def run_fingerprint(options: BackendOptions, source: LocalDirSource, versions: dict[str, str]) -> Any:
+        return fingerprint_of(options, resolve(options), source, versions)
+
     v1 = run_fingerprint(BackendOptions(model=str(model)), source, versions)
     assert v1.fields["backend"]["backend"] == "fast" and v1.fields["backend"]["batch_size"] is None
     # every model file that decides the answers, weights and tokenizer alike, by its sha256

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from test_resume_lm import REQUESTS, LengthLM, instances
 
+from conftest import as_backend
 from evalsuite.errors import RunDirError
 from evalsuite.resume.fingerprint import RunFingerprint
 from evalsuite.resume.session import RunSession
@@ -19,7 +20,7 @@ def interrupted_run(out: Path) -> None:
     """A run that answered two requests and then failed."""
     with pytest.raises(RuntimeError), RunSession(out, out, COMMAND, resume=False, fresh=False) as session:
         session.check_fingerprint(SETUP)
-        session.wrap(LengthLM(), SETUP).loglikelihood(instances(REQUESTS[:2]))
+        session.wrap(as_backend(LengthLM()), SETUP).lm.loglikelihood(instances(REQUESTS[:2]))
         raise RuntimeError("the machine went away")
 
 
@@ -40,7 +41,7 @@ def test_resume_under_the_same_fingerprint_reuses_the_answers(tmp_path: Path):
     backend = LengthLM()
     with RunSession(out, out, COMMAND, resume=True, fresh=False) as session:
         session.check_fingerprint(SETUP)
-        lm = session.wrap(backend, SETUP)
+        lm = session.wrap(as_backend(backend), SETUP).lm
         assert session.reused == 2
         lm.loglikelihood(instances(REQUESTS))
         session.finish()
@@ -61,5 +62,5 @@ def test_fresh_discards_the_unfinished_run(tmp_path: Path):
     interrupted_run(out)
     with RunSession(out, out, COMMAND, resume=False, fresh=True) as session:
         session.check_fingerprint(SETUP)
-        assert session.wrap(LengthLM(), SETUP) is not None and session.reused == 0
+        assert session.wrap(as_backend(LengthLM()), SETUP) is not None and session.reused == 0
         session.finish()

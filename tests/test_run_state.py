@@ -182,7 +182,11 @@ def test_resume_on_a_complete_run_says_so_and_succeeds(work, killed, capsys):
     assert "out is a complete run of this command; nothing to resume" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in (work / "out").rglob("*") if p.is_file()} == before
     code, err = invoke(capsys, "run", "--output-dir", "out", *options[:-1], "3", "--resume")
-    assert_one_line_error(code, err, "complete run of another command", "--limit was 2, now 3")
+    assert_one_line_error(code, err, "complete run of another command", "limit was 2, now 3")
+    # any option of the command, not only those results.json shows elsewhere
+    code, err = invoke(capsys, "run", "--output-dir", "out", *options, "--dtype", "bfloat16", "--resume")
+    assert_one_line_error(code, err, "complete run of another command", "dtype was auto, now bfloat16")
+    assert {p: p.read_bytes() for p in (work / "out").rglob("*") if p.is_file()} == before
 
 
 def test_a_stage_with_nothing_answered_is_cleared_without_asking(work, capsys):

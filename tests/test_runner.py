@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lm_eval.api.model import LM
 
+from conftest import as_backend
 from evalsuite.benchmarks.table import BY_NAME
 from evalsuite.data.sources import LocalDirSource, load_rows
 from evalsuite.pipeline.evaluate import aggregate, evaluate, prepare
@@ -32,14 +34,17 @@ def doc(subject: str | None, doc_id: int, **metrics: float) -> DocRecord:
     return DocRecord(doc_id=doc_id, requests=(), metrics=metrics, subject=subject)
 
 
-class LetterBLM:
+class LetterBLM(LM):
     """Stands in for the model: prefers the continuation " B", and answers every GSM8k prompt with 1234."""
 
-    def loglikelihood(self, instances: list[Any]) -> list[tuple[float, bool]]:
+    def loglikelihood(self, instances: list[Any], disable_tqdm: bool = True) -> list[tuple[float, bool]]:
         return [(0.0 if inst.args[1] == " B" else -1.0, False) for inst in instances]
 
-    def generate_until(self, instances: list[Any]) -> list[str]:
+    def generate_until(self, instances: list[Any], disable_tqdm: bool = True) -> list[str]:
         return [" so the total is\n#### 1,234" for _ in instances]
+
+    def loglikelihood_rolling(self, instances: list[Any], disable_tqdm: bool = True) -> list[float]:
+        raise NotImplementedError
 
 
 @pytest.fixture
@@ -122,7 +127,7 @@ def test_limit_applies_per_mmlu_subject(golden_source: LocalDirSource):
 
 def test_evaluate_routes_each_response_to_its_doc_and_macro_averages(mmlu_dir: Path):
     prepared = {"mmlu": prepare(MMLU_TWO, LocalDirSource(mmlu_dir))}
-    outcome = evaluate(LetterBLM(), [MMLU_TWO], prepared, progress=False)["mmlu"]
+    outcome = evaluate(as_backend(LetterBLM()), [MMLU_TWO], prepared, progress=False)["mmlu"]
     # The stand-in always picks B: anatomy 1 of 1 right, virology 1 of 3 (only the gold-B question).
     assert outcome.score.value == pytest.approx((1 / 1 + 1 / 3) / 2)
     assert [(d.subject, d.doc_id, d.metrics["acc"]) for d in outcome.docs] == [
@@ -143,7 +148,9 @@ def test_evaluate_scores_generations_with_the_extracted_answer(tmp_path: Path):
     write_split(tmp_path, "openai/gsm8k", "main", "train", train)
     write_split(tmp_path, "openai/gsm8k", "main", "test", test)
     spec = BY_NAME["gsm8k"]
-    outcome = evaluate(LetterBLM(), [spec], {"gsm8k": prepare(spec, LocalDirSource(tmp_path))}, progress=False)
+    outcome = evaluate(
+        as_backend(LetterBLM()), [spec], {"gsm8k": prepare(spec, LocalDirSource(tmp_path))}, progress=False
+    )
     assert outcome["gsm8k"].score.value == (1 + 0) / 2
     assert [(d.doc_id, d.extra["extracted"], d.extra["gold"]) for d in outcome["gsm8k"].docs] == [
         (0, "1234", "1234"),
@@ -155,7 +162,7 @@ def test_evaluate_scores_generations_with_the_extracted_answer(tmp_path: Path):
 @pytest.mark.slow
 def test_batch_size_4_gives_the_same_result_as_batch_size_1(golden_dir: Path, golden_source: LocalDirSource):
     # Padding changes float32 numerics by design: the same result means the tolerance policy's.
-    from evalsuite.engine import BackendOptions, load_backend
+    from conftest import load_backend_of
     from evalsuite.fidelity.tolerance import compare_benchmark
 
     specs = [BY_NAME[n] for n in ("arc", "hellaswag", "truthfulqa", "winogrande")] + [
@@ -165,9 +172,9 @@ def test_batch_size_4_gives_the_same_result_as_batch_size_1(golden_dir: Path, go
     model = str(golden_dir / "models" / "tiny-moe")
     runs = {}
     for batch_size in (1, 4):
-        backend = load_backend(BackendOptions(model=model, backend="hf", device="cpu", batch_size=batch_size))
+        backend = load_backend_of(model=model, backend="hf", device="cpu", batch_size=batch_size)
         assert backend.info.batch_size == batch_size
-        runs[batch_size] = evaluate(backend.lm, specs, prepared, progress=False)
+        runs[batch_size] = evaluate(backend, specs, prepared, progress=False)
 
     for spec in specs:
         one, four = runs[1][spec.name].docs, runs[4][spec.name].docs

@@ -22,9 +22,9 @@ NEVER = "\x00never"  # a stop string the model does not produce: only EOS and th
 
 @pytest.fixture(scope="module")
 def short_lm() -> tuple[Any, Any, Any]:
-    from evalsuite.engine import BackendOptions, load_backend
+    from conftest import load_backend_of
 
-    backend = load_backend(BackendOptions(model=str(MODEL), backend="hf", device="cpu"))
+    backend = load_backend_of(model=str(MODEL), backend="hf", device="cpu")
     return backend.module, backend.lm.tokenizer, backend.lm
 
 

@@ -36,7 +36,8 @@ def add_evaluation_options(p: argparse.ArgumentParser) -> None:
         "--backend",
         default="fast",
         help="engine: fast (default: every shared prefix computed once, float rounding only differs), hf "
-        "(lm-eval's HF class, the bit-exact v1 path) or vllm (GPU, evalsuite[vllm]); README: Backends",
+        "(lm-eval's HF class, the bit-exact v1 path), vllm (GPU, evalsuite[vllm]), or one another package "
+        "installs; README: Backends",
     )
     p.add_argument(
         "--max-batch-tokens",

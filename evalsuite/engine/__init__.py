@@ -1,32 +1,31 @@
 """Model engines: the contract a backend fulfils (base) and the backends, picked by name.
 
-A backend is a module with `load(options: BackendOptions) -> Backend`; registering one is one line in
-BACKENDS. Modules are imported only when picked, so the heavy libraries stay out of `--help`.
+A backend is a module with `load(options: BackendOptions, files: ModelFiles) -> Backend`; registering one
+is one line (evalsuite.engine.registry). Modules are imported only when picked, so the heavy libraries
+stay out of `--help`. Data parallel is not a backend of its own: `load_backend` with more than
+one replica returns N replicas of the named backend behind one (evalsuite.engine.parallel).
 """
 
 from __future__ import annotations
 
-import importlib
+from typing import TYPE_CHECKING
 
-from evalsuite.engine.base import Backend, BackendOptions
-from evalsuite.errors import ConfigError
+from evalsuite.engine.base import Backend, BackendOptions, ParallelOptions
+from evalsuite.engine.registry import BACKENDS, backend_module, backend_names, load_module_backend
 
-# name -> module holding `load(options) -> Backend`
-BACKENDS: dict[str, str] = {
-    "hf": "evalsuite.engine.hf",  # transformers + lm-eval's HFLM: the v1 reference
-    "fast": "evalsuite.engine.fast",  # the same requests, each shared prefix computed once
-    "vllm": "evalsuite.engine.vllm",  # lm-eval's vLLM class, GPU only (evalsuite[vllm])
-}
+if TYPE_CHECKING:
+    from evalsuite.engine.model_files import ModelFiles
 
 
-def load_backend(options: BackendOptions) -> Backend:
-    """Load the model with the backend `options.backend` names; the one load-and-wrap assembly."""
-    try:
-        module = BACKENDS[options.backend]
-    except KeyError:
-        raise ConfigError(f"backend {options.backend!r} is unknown; use one of: {', '.join(BACKENDS)}") from None
-    backend: Backend = importlib.import_module(module).load(options)
-    return backend
+def load_backend(options: BackendOptions, files: ModelFiles, parallel: ParallelOptions | None = None) -> Backend:
+    """Load the model with the backend `options.backend` names: in this process, or, with more than one
+    replica in `parallel`, in replicas on Ray behind one backend. The one load assembly."""
+    module = backend_module(options.backend)
+    if parallel is not None and parallel.replicas > 1:
+        from evalsuite.engine import parallel as data_parallel
+
+        return data_parallel.load(module, options, files, parallel)
+    return load_module_backend(module, options, files)
 
 
-__all__ = ["BACKENDS", "Backend", "BackendOptions", "load_backend"]
+__all__ = ["BACKENDS", "Backend", "BackendOptions", "backend_module", "backend_names", "load_backend"]

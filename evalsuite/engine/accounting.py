@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from evalsuite.benchmarks.contract import Request
-from evalsuite.engine.fast.tokenize import encode_pairs, prefix_token_id
+from evalsuite.engine.base import CostMeter
 from evalsuite.engine.fast.trie import unique_prefix_floor
+from evalsuite.engine.tokenize import encode_pairs, prefix_token_id
 
 
 @dataclass(frozen=True)
@@ -52,63 +53,38 @@ def loglikelihood_inputs(tokenizer: Any, requests: Sequence[Request], max_length
 class Accountant:
     """`with accountant.track(benchmark):` around a benchmark's model calls; `to_dict()` for results.json.
 
-    Knows no backend by name: an LM that offers `stats()` (the fast backend) reports what it ran; the
-    positions fed to `module` are counted by a hook (all of them where the LM has no `stats()`). With
-    neither (data-parallel replicas, vllm), tokens are not known and only the time is recorded. An LM
-    that offers `take_inputs()` (the fast backend) hands over the inputs it tokenised for the floor;
-    for the others the requests are tokenised here."""
+    Knows no backend by name: the backend's CostMeter says what it forwarded (without one, as for
+    data-parallel replicas or vllm, tokens are not known and only the time is recorded) and hands over
+    the inputs it tokenised for the floor, when it keeps them; else the requests are tokenised here."""
 
-    def __init__(self, lm: Any, module: Any, max_length: int, requests: Mapping[str, Sequence[Request]]) -> None:
-        self.lm, self.max_length, self.requests = lm, max_length, requests
-        self.tokenizer = getattr(lm, "tokenizer", None)
-        self.has_stats = callable(getattr(lm, "stats", None))
-        self.takes_inputs = callable(getattr(lm, "take_inputs", None))
-        self.fed = 0  # positions the model was fed (exact path), padding included
+    def __init__(
+        self, meter: CostMeter | None, tokenizer: Any, max_length: int, requests: Mapping[str, Sequence[Request]]
+    ) -> None:
+        self.meter, self.tokenizer, self.max_length, self.requests = meter, tokenizer, max_length, requests
         self.done: dict[str, BenchmarkCost] = {}
-        self._hook = module.register_forward_pre_hook(self._count, with_kwargs=True) if module is not None else None
-
-    def _count(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        if ids is not None and hasattr(ids, "numel"):
-            self.fed += int(ids.numel())
 
     @contextlib.contextmanager
     def track(self, benchmark: str) -> Iterator[None]:
-        before = self.lm.stats() if self.has_stats else None
-        if self.takes_inputs:
-            self.lm.take_inputs()  # what came before this benchmark is not its
-        fed, started = self.fed, time.perf_counter()
+        meter = self.meter
+        before = meter.reading() if meter is not None else None
+        if meter is not None:
+            meter.take_inputs()  # what came before this benchmark is not its
+        started = time.perf_counter()
         yield
         seconds = time.perf_counter() - started
         requests = self.requests.get(benchmark, ())
-        floor = None
-        if self.takes_inputs:
-            inputs = self.lm.take_inputs()
-            floor = unique_prefix_floor(inputs) if inputs else None
-        elif self.tokenizer is not None:
+        inputs = meter.take_inputs() if meter is not None else None
+        if inputs is None and self.tokenizer is not None:
             inputs = loglikelihood_inputs(self.tokenizer, requests, self.max_length)
-            floor = unique_prefix_floor(inputs) if inputs else None
-        tokens: int | None
-        positions: int | None
-        exact_requests = None
-        if before is not None:
-            after = self.lm.stats()
-            padded = after.padded - before.padded
-            # The hook sees every forward; what the backend did not run itself, the exact path ran
-            # (requests that need truncation), at batch size 1: all real.
-            exact = self.fed - fed - padded
-            tokens, positions = after.positions - before.positions + exact, padded + exact
-            exact_requests = after.exact_requests - before.exact_requests
-        elif self._hook is not None:
-            tokens = positions = self.fed - fed
-        else:
-            tokens = positions = None
+        floor = unique_prefix_floor(inputs) if inputs else None
+        tokens = positions = exact_requests = None
+        if meter is not None and before is not None:
+            after = meter.reading()
+            tokens, positions = after.positions - before.positions, after.padded - before.padded
+            if after.exact_requests is not None and before.exact_requests is not None:
+                exact_requests = after.exact_requests - before.exact_requests
         self.done[benchmark] = BenchmarkCost(len(requests), tokens, positions, floor, seconds, exact_requests)
 
     def to_dict(self) -> dict[str, Any]:
         """The `benchmarks` entry of results.json's `engine` section."""
         return {name: cost.to_dict() for name, cost in self.done.items()}
-
-    def close(self) -> None:
-        if self._hook is not None:
-            self._hook.remove()

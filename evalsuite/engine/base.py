@@ -1,46 +1,38 @@
-"""The backend contract: what a model engine must answer, and what a run records of it.
+"""The backend contract: what a model engine gives the pipeline, and what it declares about itself.
 
-A backend is loaded from `BackendOptions` by `evalsuite.engine.load_backend` and gives the pipeline:
+A backend is a module with `load(options: BackendOptions, files: ModelFiles) -> Backend`, registered by
+name in evalsuite.engine.BACKENDS (or by a package's `evalsuite.backends` entry point). `files` is the
+model as the run resolved it once (evalsuite.engine.model_files): the backend loads exactly those files.
+What the pipeline, the accounting, the progress bar and resume use of a loaded backend is exactly the
+members of `Backend` below; `Backend` itself holds the defaults, so a backend states only where it
+differs:
 
-- `lm`: an lm-eval `LM` (lm_eval.api.model.LM). The pipeline calls only its two request methods, each
-  with a list of `Instance`s and nothing else, and gets one answer per instance, in order:
+- `lm`: an lm-eval `LM`. The pipeline calls only its two request methods, each with a list of `Instance`s,
+  and gets one answer per instance, in order:
     - `loglikelihood(instances)`: `instance.args` is (context, continuation); the answer is
       (log P(continuation | context), is_greedy). v1 scores read the log-probability.
     - `generate_until(instances)`: `instance.args` is (context, {"until": [...], "max_gen_toks": n,
       "do_sample": False}); the answer is the generated text, cut at the first stop sequence.
-  How requests are batched, sorted, padded or cached is the backend's business (lm-eval's `CachingLM`
-  can wrap it); so is whether it shows progress of its own (the pipeline shows one bar per benchmark).
-- `info`: the `ModelInfo` written to results.json (what was evaluated, where, in which dtype, with
-  which batch size and max length); every field that can change the numbers belongs there.
-- `module`: the torch module that runs the forward passes, where there is one (router statistics hook
-  its MoE gates); None for engines without one (a server, a compiled engine, remote replicas).
-- `router_counts`: None, or an object that counts MoE routing where the forward passes run (the
-  replicas of data parallel) and is used by the pipeline like evalsuite.moe.recorder.RouterRecorder
-  (`track(benchmark)`, `write(run_dir)`, `close()`).
-- `settings`: what else decides the numbers or the speed (engine class, data-parallel replicas, ...),
-  recorded in results.json.
-- `close()`: release what the backend holds (processes, a Ray instance it started).
-
-An `lm` may declare `parallel_calls` (an int): how many calls it answers at once. The pipeline then keeps
-that many calls in flight; each call is still answered as a whole, as if it were the only one.
-
-An `lm` may declare `requests_per_call` (a dict by request type, like REQUESTS_PER_CALL below): how many
-requests the pipeline puts in one call, when the backend shares work between the requests of a call (the
-fast backend shares prefixes within a call). An `lm` whose answers' last bits depend on the other
-requests of their call (they share its batches) declares `whole_calls = True`: a resumed run then sends
-a partly answered call whole again, so that it is batched as in the uninterrupted run. An `lm` should call
-`self.cache_hook.add_partial(request_type, instance.args, answer)` as each answer completes, as lm-eval's
-HF class does: resume stores it then, so an interrupted call keeps what it had answered.
-
-Accounting (results.json `engine.benchmarks`): an `lm` may offer `stats()`, cumulative counts with
-`positions` (real token positions it forwarded) and `padded` (the same with padding); without it the
-positions fed to `module` are counted (evalsuite.engine.accounting).
+  How requests are batched, sorted, padded or cached is the backend's business. The `lm` should call
+  `self.cache_hook.add_partial(request_type, instance.args, answer)` as each answer completes, as lm-eval's
+  HF class does: resume stores it then, and the progress bar moves with it.
+- `info`: the `ModelInfo` written to results.json (what was evaluated, where, in which dtype, with which
+  batch size and max length); every field that can change the numbers belongs there.
+- `calls`: how the pipeline cuts the requests into calls of the `lm` (`Calls`: requests per call by type,
+  calls in flight at once, whether a call must be answered whole to be batched as before).
+- `settings`: what else decides the numbers or the speed, recorded in results.json (`engine`).
+- `meter()`: None, or a `CostMeter` of what the backend forwarded (results.json `engine.benchmarks`).
+- `router_counter()`: None, or a `RouterCounter` of MoE routing in the backend's forward passes.
+- `close()`: release what the backend holds (processes, a Ray instance it started, the hooks of its meter
+  and router counter).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from evalsuite.errors import ConfigError
@@ -51,22 +43,98 @@ if TYPE_CHECKING:
     from evalsuite.results import ModelInfo
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-# Requests per call to the LM, by request type, for a smooth progress bar only, unless the LM declares its
-# own `requests_per_call`. Generations are slow, so fewer go in one call.
-REQUESTS_PER_CALL = {"loglikelihood": 256, "generate_until": 16}
+# Requests per call to the LM, by request type, unless the backend declares its own: for a smooth progress
+# bar only. Generations are slow, so fewer go in one call.
+REQUESTS_PER_CALL: Mapping[str, int] = {"loglikelihood": 256, "generate_until": 16}
 
 
-def split_calls(lm: Any, request_types: Sequence[str]) -> list[tuple[str, list[int]]]:
-    """The calls the pipeline makes for requests of these types, in order: (request type, positions)."""
-    by_type: dict[str, list[int]] = {}
-    for i, request_type in enumerate(request_types):
-        by_type.setdefault(request_type, []).append(i)
-    per_call = {**REQUESTS_PER_CALL, **(getattr(lm, "requests_per_call", None) or {})}
-    return [
-        (request_type, indices[start : start + per_call[request_type]])
-        for request_type, indices in by_type.items()
-        for start in range(0, len(indices), per_call[request_type])
-    ]
+@dataclass(frozen=True)
+class Calls:
+    """How the pipeline calls a backend's `lm`.
+
+    `per_call`: how many requests of each type go in one call (a backend that shares work between the
+    requests of a call, as the fast backend shares prefixes, wants large calls). `in_flight`: how many
+    calls the `lm` answers at once (data-parallel replicas); each is still answered as if it were the
+    only one. `whole`: the last bits of an answer depend on the other requests of its call (they share its
+    batches): a resumed run sends a partly answered call whole again, so that it is batched as before."""
+
+    per_call: Mapping[str, int] = field(default_factory=lambda: dict(REQUESTS_PER_CALL))
+    in_flight: int = 1
+    whole: bool = False
+
+    def split(self, request_types: Sequence[str]) -> list[tuple[str, list[int]]]:
+        """The calls for requests of these types, in order: (request type, positions)."""
+        by_type: dict[str, list[int]] = {}
+        for i, request_type in enumerate(request_types):
+            by_type.setdefault(request_type, []).append(i)
+        per_call = {**REQUESTS_PER_CALL, **self.per_call}
+        return [
+            (request_type, indices[start : start + per_call[request_type]])
+            for request_type, indices in by_type.items()
+            for start in range(0, len(indices), per_call[request_type])
+        ]
+
+
+@dataclass(frozen=True)
+class CostReading:
+    """Cumulative counts of a backend's forward passes (the run records their difference per benchmark)."""
+
+    positions: int  # real token positions forwarded
+    padded: int  # positions forwarded, padding included
+    exact_requests: int | None = None  # requests a fast backend sent to its exact path (None: no such path)
+
+
+class CostMeter(Protocol):
+    """What a backend forwarded (evalsuite.engine.accounting reads it around each benchmark)."""
+
+    def reading(self) -> CostReading: ...
+
+    def take_inputs(self) -> list[tuple[int, ...]] | None:
+        """The log-likelihood model inputs since the last take (for the unique-prefix floor), or None
+        when the meter does not keep them (the accounting then tokenises the requests itself)."""
+        ...
+
+
+class RouterCounter(Protocol):
+    """MoE routing counts of a backend's forward passes (evalsuite.moe.recorder.RouterRecorder is one)."""
+
+    def track(self, benchmark: str) -> contextlib.AbstractContextManager[Any]:
+        """Counts the routing of the forward passes inside the block as `benchmark`'s."""
+        ...
+
+    def frame(self) -> Any:
+        """The counts so far as a DataFrame with evalsuite.moe.stats.COLUMNS."""
+        ...
+
+    def take(self) -> Any:
+        """The counts so far (as `frame`), then forget them (a data-parallel replica hands over each call's)."""
+        ...
+
+    def write(self, run_dir: str | Path) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class Backend:
+    """A loaded model engine: `lm` and `info` are each backend's own; the rest are defaults (see the
+    module docstring for what each member means)."""
+
+    lm: LM
+    info: ModelInfo
+    calls: Calls = Calls()
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {}
+
+    def meter(self) -> CostMeter | None:
+        return None
+
+    def router_counter(self) -> RouterCounter | None:
+        return None
+
+    def close(self) -> None:
+        """Nothing to release beyond what garbage collection frees."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,27 +213,6 @@ class ParallelOptions:
             "cpus_per_replica": self.cpus_per_replica,
             "ray": "local" if self.ray_address in (None, "local") else "cluster",
         }
-
-
-class Backend(Protocol):
-    """A loaded model engine (see the module docstring for what each part must do)."""
-
-    @property
-    def lm(self) -> LM: ...
-
-    @property
-    def info(self) -> ModelInfo: ...
-
-    @property
-    def module(self) -> Any | None: ...
-
-    @property
-    def router_counts(self) -> Any | None: ...
-
-    @property
-    def settings(self) -> dict[str, Any]: ...
-
-    def close(self) -> None: ...
 
 
 def engine_name(lm: Any) -> str:

@@ -27,11 +27,13 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from lm_eval.api.model import LM
 
-from evalsuite.engine.base import BackendOptions, ParallelOptions
+from evalsuite.engine.base import Backend, BackendOptions, Calls, ParallelOptions, RouterCounter
+from evalsuite.engine.model_files import ModelFiles
 from evalsuite.errors import ConfigError, EvalsuiteError, ModelError, NonFiniteAnswer, one_line
 from evalsuite.results import ModelInfo
 
@@ -44,44 +46,35 @@ RAY_DEFAULT_PORT = 6379
 
 @dataclass(frozen=True)
 class Described:
-    """A loaded replica: its model, whether it counts routing, and what its backend declares."""
+    """A loaded replica: its model, and how its backend wants to be called."""
 
     info: ModelInfo
-    router_stats: bool
-    requests_per_call: dict[str, int] | None
-    whole_calls: bool
+    calls: Calls
     max_batch_tokens: int | None  # the budget it chose for itself (the fast backend), before any common one
 
 
 class Replica:
     """One model replica (the body of a Ray actor): loads the backend, answers calls, counts routing."""
 
-    def __init__(self, options: BackendOptions, router_stats: bool) -> None:
-        from evalsuite.engine import load_backend
-        from evalsuite.moe.recorder import recorder_for
+    def __init__(self, module: str, options: BackendOptions, files: ModelFiles) -> None:
+        from evalsuite.engine.registry import load_module_backend
 
-        self.backend = load_backend(options)
-        self.recorder = recorder_for(self.backend.module) if router_stats else None
-        self.calls = 0
+        self.backend = load_module_backend(module, options, files.here())
+        self.recorder: RouterCounter | None = None
 
     def describe(self) -> Described:
         """What was loaded and how its backend wants to be called."""
-        lm = self.backend.lm
-        return Described(
-            self.backend.info,
-            self.recorder is not None,
-            getattr(lm, "requests_per_call", None),
-            bool(getattr(lm, "whole_calls", False)),
-            self.backend.settings.get("max_batch_tokens"),
-        )
+        return Described(self.backend.info, self.backend.calls, self.backend.settings.get("max_batch_tokens"))
 
     def use_budget(self, max_batch_tokens: int) -> None:
         """Batch by this budget, the one every replica uses (evalsuite.engine.fast.budget)."""
         self.backend.lm.use_budget(max_batch_tokens)
 
-    def answered(self) -> int:
-        """How many calls this replica has answered (a progress probe; runs beside `answer`)."""
-        return self.calls
+    def count_routing(self) -> bool:
+        """Count MoE routing from now on; False when the backend has no router counter (a dense model)."""
+        if self.recorder is None:
+            self.recorder = self.backend.router_counter()
+        return self.recorder is not None
 
     def answer(self, benchmark: str | None, request_type: str, arguments: Sequence[Any]) -> tuple[list[Any], Any]:
         """The answers to one call, and the router counts of that call (None without statistics)."""
@@ -96,7 +89,6 @@ class Replica:
             counts = self.recorder.take()
         else:
             out = method(instances)
-        self.calls += 1
         return [tuple(o) if isinstance(o, tuple | list) else o for o in out], counts
 
 
@@ -137,7 +129,12 @@ class MergedRouterCounts:
         )
         return merged.reset_index(drop=True)[list(COLUMNS)]
 
-    def write(self, run_dir: Any) -> dict[str, Any]:
+    def take(self) -> Any:
+        frame = self.frame()
+        self.frames = []
+        return frame
+
+    def write(self, run_dir: str | Path) -> dict[str, Any]:
         from evalsuite.moe.recorder import write_frame
 
         return write_frame(self.frame(), run_dir)
@@ -147,24 +144,14 @@ class MergedRouterCounts:
 
 
 class DataParallelLM(LM):
-    """An lm-eval `LM` whose calls go to Ray replicas; `parallel_calls` tells the pipeline how many
-    calls to keep in flight."""
+    """An lm-eval `LM` whose calls go to Ray replicas, each call whole to one replica."""
 
-    def __init__(
-        self,
-        actors: Sequence[Any],
-        counts: MergedRouterCounts | None,
-        requests_per_call: dict[str, int] | None,
-        whole_calls: bool = False,
-    ) -> None:
+    def __init__(self, actors: Sequence[Any]) -> None:
         super().__init__()
         self.actors = list(actors)
-        self.requests_per_call = requests_per_call  # the replicas' backend's, so calls equal one process's
-        self.whole_calls = whole_calls  # the replicas' backend's (a resumed call is sent whole)
         self.alive = [True] * len(self.actors)
         self.locks = [threading.Lock() for _ in self.actors]
-        self.counts = counts
-        self.parallel_calls = len(self.actors)
+        self.counts: MergedRouterCounts | None = None  # set when the run asks for router statistics
         self.lost: list[int] = []
         self.closed = False
         self._sequence = itertools.count()
@@ -237,15 +224,14 @@ def _lost_errors() -> tuple[type[BaseException], ...]:
 
 
 @dataclass
-class ParallelBackend:
-    """N replicas behind one LM (a Backend, see evalsuite.engine.base)."""
+class ParallelBackend(Backend):
+    """N replicas behind one LM: called like the replicas' backend, with one call in flight per replica."""
 
     lm: DataParallelLM
     info: ModelInfo
     options: ParallelOptions
-    router_counts: MergedRouterCounts | None
     started_ray: bool
-    module: Any = None  # the models live in the replicas
+    calls: Calls = Calls()  # the replicas' backend's, with one call in flight per replica
     budgets: dict[int, int] = field(default_factory=dict)  # replica -> the budget it chose for itself
     max_batch_tokens: int | None = None  # the one every replica uses: the smallest they chose, or the given one
 
@@ -256,6 +242,16 @@ class ParallelBackend:
             return {"data_parallel": parallel}
         chosen = {str(k): v for k, v in sorted(self.budgets.items())}
         return {"max_batch_tokens": self.max_batch_tokens, "data_parallel": {**parallel, "replica_budgets": chosen}}
+
+    def router_counter(self) -> RouterCounter | None:
+        """Counts in the replicas, per call, summed here (None when their backend counts none)."""
+        import ray
+
+        live = [a for a, alive in zip(self.lm.actors, self.lm.alive, strict=True) if alive]
+        if not any(ray.get([a.count_routing.remote() for a in live])):
+            return None
+        self.lm.counts = MergedRouterCounts()
+        return self.lm.counts
 
     def close(self) -> None:
         import ray
@@ -396,9 +392,9 @@ def _loaded(actors: Sequence[Any]) -> dict[int, Described]:
     return described
 
 
-def load(options: BackendOptions, parallel: ParallelOptions, *, router_stats: bool) -> ParallelBackend:
-    """Start `parallel.replicas` replicas of the backend `options` names and wait until they are loaded;
-    those lost while loading are dropped (the run fails only when none loads)."""
+def load(module: str, options: BackendOptions, files: ModelFiles, parallel: ParallelOptions) -> ParallelBackend:
+    """Start `parallel.replicas` replicas of the backend in `module` over the model `files` and wait until
+    they are loaded; those lost while loading are dropped (the run fails only when none loads)."""
     started = _start_ray(parallel)
     import ray
 
@@ -414,8 +410,7 @@ def load(options: BackendOptions, parallel: ParallelOptions, *, router_stats: bo
             name=f"{ACTOR_PREFIX}-{k}-{tag}",
             num_cpus=parallel.cpus_per_replica,
             num_gpus=parallel.gpus_per_replica,
-            max_concurrency=2,  # `answered` may be asked while `answer` runs; calls come one at a time
-        ).remote(replica_options, router_stats)
+        ).remote(module, replica_options, files)
         for k in range(parallel.replicas)
     ]
 
@@ -441,9 +436,7 @@ def load(options: BackendOptions, parallel: ParallelOptions, *, router_stats: bo
     infos = [described[k].info for k in live]
     devices = tuple(sorted({d for info in infos for d in info.devices}))
     info = replace(infos[0], devices=devices)
-    counts = MergedRouterCounts() if any(described[k].router_stats for k in live) else None
-    first = described[live[0]]
-    lm = DataParallelLM(actors, counts, first.requests_per_call, first.whole_calls)
+    lm = DataParallelLM(actors)
     for k in range(len(actors)):
         if k not in described:
             lm.alive[k] = False
@@ -454,7 +447,9 @@ def load(options: BackendOptions, parallel: ParallelOptions, *, router_stats: bo
     common = options.max_batch_tokens or (min(budgets.values()) if budgets else None)
     if common is not None and options.max_batch_tokens is None:
         ray.get([actors[k].use_budget.remote(common) for k in budgets])
-    return ParallelBackend(lm, info, parallel, counts, started, budgets=budgets, max_batch_tokens=common)
+    # Calls as the replicas' backend wants them (so each call is one process's), one in flight per replica.
+    calls = replace(described[live[0]].calls, in_flight=len(actors))
+    return ParallelBackend(lm, info, parallel, started, calls, budgets=budgets, max_batch_tokens=common)
 
 
 __all__ = ["DataParallelLM", "ParallelBackend", "ParallelOptions", "Replica", "load"]

@@ -12,7 +12,8 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evalsuite.engine.base import BackendOptions, engine_name
+from evalsuite.engine.base import Backend, BackendOptions, engine_name
+from evalsuite.engine.model_files import ModelFiles
 from evalsuite.errors import ConfigError, ModelError, one_line
 from evalsuite.paths import display_path
 from evalsuite.results import ModelInfo
@@ -25,20 +26,18 @@ MAX_GEN_TOKS = 256  # v1's cap on generated tokens
 
 
 @dataclass(frozen=True)
-class VLLMBackend:
+class VLLMBackend(Backend):
+    """The model lives inside vLLM's engine: no meter, no router counter (vLLM frees its GPU memory when
+    the engine is garbage-collected)."""
+
     lm: LM
     info: ModelInfo
     arguments: dict[str, Any]
-    module: Any = None  # the model lives inside vLLM's engine: no router statistics
-    router_counts: None = None
 
     @property
     def settings(self) -> dict[str, Any]:
         keep = ("tensor_parallel_size", "max_length", "batch_size", "seed", "truncation_side", "add_bos_token")
         return {k: self.arguments[k] for k in keep}
-
-    def close(self) -> None:
-        """vLLM frees its GPU memory when the engine is garbage-collected."""
 
 
 def check_available() -> None:
@@ -78,14 +77,9 @@ def _computed_dtype(lm: Any, asked: str) -> str:
     return asked if dtype is None else str(dtype).removeprefix("torch.")
 
 
-def load(options: BackendOptions) -> VLLMBackend:
+def load(options: BackendOptions, files: ModelFiles) -> VLLMBackend:
     check_available()
-    from evalsuite.engine.hf import load_config_and_tokenizer, model_weights_sha256, resolve_model_dir, v1_max_length
-
-    path, commit = resolve_model_dir(options)
-    config, tokenizer = load_config_and_tokenizer(path, options.trust_remote_code)
-    max_length = options.max_length or v1_max_length(config, tokenizer)
-    arguments = vllm_arguments(options, path, max_length)
+    arguments = vllm_arguments(options, files.directory, files.max_length)
     from lm_eval.models.vllm_causallms import VLLM
 
     try:
@@ -95,13 +89,13 @@ def load(options: BackendOptions) -> VLLMBackend:
     info = ModelInfo(
         id=display_path(options.model),
         revision=options.revision,
-        commit=commit,
-        architecture=(config.architectures or [None])[0],
+        commit=files.commit,
+        architecture=(files.config.architectures or [None])[0],
         dtype=_computed_dtype(lm, options.dtype),
         devices=tuple(f"cuda:{i}" for i in range(options.tensor_parallel)),
         batch_size=None,
-        max_length=max_length,
+        max_length=files.max_length,
         engine=engine_name(lm),
-        weights_sha256=model_weights_sha256(options, path, commit),
+        weights_sha256=dict(files.weights_sha256),
     )
     return VLLMBackend(lm=lm, info=info, arguments=arguments)

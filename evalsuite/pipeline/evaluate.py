@@ -1,8 +1,9 @@
-"""Runs benchmarks of the table through an lm-eval `LM` and scores them; knows no benchmark by name.
+"""Runs benchmarks of the table through a backend and scores them; knows no benchmark by name.
 
 Per benchmark: build each document's requests in v1 order (evalsuite.benchmarks.fewshot), answer them with
-the LM's loglikelihood / generate_until, score each document with its task hooks, and aggregate
-(mean per config, then the unweighted mean over configs: MMLU's macro mean over 57 subjects).
+the backend's `lm` (loglikelihood / generate_until, in the calls the backend declares), score each
+document with its task hooks, and aggregate (mean per config, then the unweighted mean over configs:
+MMLU's macro mean over 57 subjects).
 """
 
 from __future__ import annotations
@@ -12,22 +13,19 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from evalsuite.benchmarks.contract import Doc, Request
 from evalsuite.benchmarks.fewshot import context_prefix, v1_schedule
 from evalsuite.benchmarks.spec import BenchmarkSpec
 from evalsuite.checks.data import check_rows
 from evalsuite.data.sources import DataSource, load_rows
-from evalsuite.engine.base import split_calls
+from evalsuite.engine.base import Backend
 from evalsuite.errors import DataError, NonFiniteAnswer
 from evalsuite.pipeline.progress import Ticker
 from evalsuite.results import BenchmarkOutcome, BenchmarkScore, DocRecord, RequestRecord
 from evalsuite.results.fingerprint import fingerprint
 from evalsuite.scoring import macro_stderr, mean, stderr
-
-if TYPE_CHECKING:
-    from lm_eval.api.model import LM
 
 Observer = Callable[[str], AbstractContextManager[Any]]
 # Called as each benchmark completes: (name, outcome, requests answered before this run started).
@@ -80,18 +78,20 @@ def prepare(spec: BenchmarkSpec, source: DataSource, limit: int | None = None) -
     return prepared
 
 
-def answer(lm: LM, requests: Sequence[Request], progress: Any, answered: frozenset[int] = frozenset()) -> list[Any]:
+def answer(
+    backend: Backend, requests: Sequence[Request], progress: Any, answered: frozenset[int] = frozenset()
+) -> list[Any]:
     """Responses in request order: a float log-likelihood or a generated string per request.
 
-    The requests go in calls of evalsuite.engine.base.REQUESTS_PER_CALL, or of the LM's `requests_per_call`
-    where it declares one (a backend that shares work within a call); an LM that declares `parallel_calls`
-    (data-parallel replicas) gets that many calls at once, the same calls as one at a time. `answered`: positions an
-    earlier attempt answered (resume), already counted in `progress`."""
+    The requests go to `backend.lm` in the calls `backend.calls` makes of them, `calls.in_flight` at once
+    (data-parallel replicas), the same calls as one at a time. `answered`: positions an earlier attempt
+    answered (resume), already counted in `progress`."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     from lm_eval.api.instance import Instance
 
-    calls = split_calls(lm, [req.request_type for req in requests])
+    lm = backend.lm
+    calls = backend.calls.split([req.request_type for req in requests])
     responses: list[Any] = [None] * len(requests)
 
     def call(request_type: str, part: list[int]) -> list[Any]:
@@ -107,7 +107,7 @@ def answer(lm: LM, requests: Sequence[Request], progress: Any, answered: frozens
         else:
             ticker.finish()
 
-    workers = int(getattr(lm, "parallel_calls", 1) or 1)
+    workers = backend.calls.in_flight
     if workers == 1:  # one call at a time: the bar moves with each answer the backend reports
         ticker = Ticker(lm, progress)
         try:
@@ -187,7 +187,7 @@ def prepare_all(
 
 
 def evaluate(
-    lm: LM,
+    backend: Backend,
     specs: Sequence[BenchmarkSpec],
     prepared: dict[str, list[PreparedDoc]],
     *,
@@ -196,23 +196,21 @@ def evaluate(
     observer: Observer = no_observer,
     on_done: OnDone | None = None,
 ) -> dict[str, BenchmarkOutcome]:
-    """Evaluate each benchmark; `observer(name)` wraps its model calls (router statistics use it),
-    `on_done` persists each benchmark as it completes (resume). `answered`: per benchmark, the request
-    positions an earlier attempt answered, when the caller has them (else asked of `lm`)."""
+    """Evaluate each benchmark with `backend`; `observer(name)` wraps its model calls (router statistics
+    and the accounting use it), `on_done` persists each benchmark as it completes (resume). `answered`:
+    per benchmark, the request positions an earlier attempt answered (resume; none when not given)."""
     from tqdm.auto import tqdm
-
-    from evalsuite.resume.lm import answered_already
 
     outcomes = {}
     for spec in specs:
         items = prepared[spec.name]
         flat = [req for item in items for req in item.requests]
         # resume: the positions an earlier attempt answered (the caller's, when it knows them already)
-        earlier = answered[spec.name] if answered is not None else frozenset(answered_already(lm, flat))
+        earlier = answered.get(spec.name, frozenset()) if answered is not None else frozenset()
         bar = tqdm(total=len(flat), initial=len(earlier), desc=f"{spec.name:<10}", unit="req", disable=not progress)
         try:
             with bar, observer(spec.name):
-                responses = answer(lm, flat, bar, earlier)
+                responses = answer(backend, flat, bar, earlier)
         except NonFiniteAnswer as exc:
             raise exc.at(spec.name, _doc_of(spec, items, exc.arguments)) from None
         records, pos = [], 0

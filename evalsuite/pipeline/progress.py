@@ -15,19 +15,17 @@ from typing import Any
 
 
 class Ticker:
+    """Stands in for `lm`'s cache hook (lm-eval's `LM.cache_hook` / `set_cache_hook`) while it is in place."""
+
     def __init__(self, lm: Any, bar: Any) -> None:
         self.lm = lm
         self.bar = bar
-        self.replaced = getattr(lm, "cache_hook", None)
+        self.replaced = lm.cache_hook
         self.left = 0  # of the running call
-        if self.replaced is not None and hasattr(lm, "set_cache_hook"):
-            lm.set_cache_hook(self)
-        else:
-            self.lm = None
+        lm.set_cache_hook(self)
 
     def add_partial(self, attr: str, req: Iterable[Any], res: Any) -> None:
-        if self.replaced is not None:
-            self.replaced.add_partial(attr, req, res)
+        self.replaced.add_partial(attr, req, res)
         if self.left > 0:
             self.left -= 1
             self.bar.update(1)
@@ -42,5 +40,4 @@ class Ticker:
         self.left = 0
 
     def remove(self) -> None:
-        if self.lm is not None:
-            self.lm.set_cache_hook(self.replaced)
+        self.lm.set_cache_hook(self.replaced)

@@ -121,27 +121,31 @@ def _quiet_library_bars() -> None:
     disable_progress_bars()
 
 
-def _already_complete(run_dir: Path, opts: RunOptions, specs: Sequence[BenchmarkSpec]) -> Path:
+def _already_complete(run_dir: Path, opts: RunOptions, table: Sequence[BenchmarkSpec]) -> Path:
     """`--resume` on a complete run: nothing to do when it is this command's (a requeued job ends well);
     a RunDirError naming what differs when it is another's."""
     from evalsuite.paths import display_path
     from evalsuite.results import load_run
+    from evalsuite.resume.claim import command_difference
 
     done = load_run(run_dir)
-    model = display_path(opts.model) if is_local_path(opts.model) else opts.model
-    recorded = {
-        "--model": (done.model.id, model),
-        "--revision": (done.model.revision, opts.revision),
-        "--limit": (done.provenance.limit, opts.limit),
-        "--benchmarks": (sorted(done.scores), sorted(spec.name for spec in specs)),
-        "--backend": ((done.extra.get("engine") or {}).get("backend"), opts.backend),
-    }
-    for option, (was, now) in recorded.items():
-        if was != now:
-            raise RunDirError(
-                f"--output-dir {run_dir}: holds a complete run of another command ({option} was {was}, now {now}); "
-                "choose another directory"
-            )
+    if done.provenance.options:  # the whole command, as the run recorded it
+        difference = command_difference(done.provenance.options, opts.command(table))
+    else:  # a run written before commands were recorded: what its results say of the command
+        model = display_path(opts.model) if is_local_path(opts.model) else opts.model
+        recorded = {
+            "model": (done.model.id, model),
+            "revision": (done.model.revision, opts.revision),
+            "limit": (done.provenance.limit, opts.limit),
+            "benchmarks": (sorted(done.scores), sorted(spec.name for spec in select(opts.benchmarks, table))),
+            "backend": ((done.extra.get("engine") or {}).get("backend"), opts.backend),
+        }
+        difference = next((f"{key} was {was}, now {now}" for key, (was, now) in recorded.items() if was != now), None)
+    if difference:
+        raise RunDirError(
+            f"--output-dir {run_dir}: holds a complete run of another command ({difference}); choose another "
+            "directory, or run the same command again"
+        )
     print(f"note: {run_dir} is a complete run of this command; nothing to resume", file=sys.stderr)
     return run_dir
 
@@ -154,22 +158,21 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
     so an interrupted run continues with `--resume` (evalsuite.resume)."""
     from evalsuite.card.hub_eval_results import run_files, write_files
     from evalsuite.card.update import render_metrics_table, render_model_index
-    from evalsuite.engine import load_backend
+    from evalsuite.engine import backend_module, load_backend
     from evalsuite.engine.accounting import Accountant
-    from evalsuite.engine.hf import DEFAULT_MAX_LENGTH
-    from evalsuite.moe.recorder import recorder_for
+    from evalsuite.engine.model_files import resolve
     from evalsuite.pipeline.evaluate import evaluate, no_observer, prepare_all
     from evalsuite.resume.fingerprint import run_fingerprint
-    from evalsuite.resume.lm import answered_already
     from evalsuite.resume.session import RunSession
 
     started = datetime.now(UTC)
     specs = select(opts.benchmarks, table)
     backend_opts = opts.backend_options()
+    backend_module(backend_opts.backend)  # an unknown backend fails before anything is read
     parallel = opts.parallel()
     requested = Path(opts.output_dir) if opts.output_dir else None
     if requested is not None and opts.resume and (requested / RESULTS_FILE).is_file():
-        return _already_complete(requested, opts, specs)
+        return _already_complete(requested, opts, table)
     if requested is not None:
         check_output_dir(requested)
         requested = resolve_link(requested)  # a link to an empty directory: the run goes there, the link stays
@@ -182,42 +185,36 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
         if opts.progress and sys.stderr.isatty():  # hashing a large model's files and loading it take minutes: say so
             print(f"loading {opts.model} ({opts.backend} backend)", file=sys.stderr)
         versions = package_versions()
-        fingerprint = run_fingerprint(backend_opts, source, versions)
+        files = resolve(backend_opts)  # once: the fingerprint and the loaded weights are of the same files
+        fingerprint = run_fingerprint(backend_opts, files, source, versions)
         session.check_fingerprint(fingerprint, tuple(fingerprint.fields))  # before the model loads
 
         # A budget the backend chose for itself in an earlier attempt is kept: it decides the batches (bits).
         chosen = session.budget() if backend_opts.max_batch_tokens is None else None
         load_opts = replace(backend_opts, max_batch_tokens=chosen) if chosen else backend_opts
-        if parallel.replicas > 1:
-            from evalsuite.engine import parallel as data_parallel
-
-            backend: Any = data_parallel.load(load_opts, parallel, router_stats=opts.router_stats)
-        else:
-            backend = load_backend(load_opts)
-        recorder, accountant = None, None
+        loaded = load_backend(load_opts, files, parallel)
         try:
-            info = backend.info
+            info = loaded.info
             fingerprint = fingerprint.with_fields(loaded={"dtype": info.dtype, "devices": list(info.devices)})
             session.check_fingerprint(fingerprint)
-            session.keep_budget(backend.settings.get("max_batch_tokens"))
-            lm = session.wrap(backend.lm, fingerprint)
+            session.keep_budget(loaded.settings.get("max_batch_tokens"))
+            backend = session.wrap(loaded, fingerprint)
             done = session.completed(specs)
             if session.reused:
                 finished = f"; complete: {', '.join(done)}" if done else ""
                 print(
                     f"resuming {session.final}: {session.reused} requests already answered{finished}", file=sys.stderr
                 )
-            if opts.router_stats:
-                recorder = backend.router_counts or recorder_for(backend.module)
+            recorder = backend.router_counter() if opts.router_stats else None
             route: Any = recorder.track if recorder else no_observer
             # What this attempt asks the model: a benchmark interrupted midway counts its remaining requests.
             todo = [spec for spec in specs if spec.name not in done]
             requests, earlier = {}, {}
             for spec in todo:
                 flat = [req for item in prepared[spec.name] for req in item.requests]
-                earlier[spec.name] = frozenset(answered_already(lm, flat))
+                earlier[spec.name] = frozenset(backend.answered(flat))
                 requests[spec.name] = [req for i, req in enumerate(flat) if i not in earlier[spec.name]]
-            accountant = Accountant(backend.lm, backend.module, info.max_length or DEFAULT_MAX_LENGTH, requests)
+            accountant = Accountant(backend.meter(), files.tokenizer, files.max_length, requests)
 
             @contextlib.contextmanager
             def observer(name: str) -> Iterator[None]:
@@ -225,7 +222,7 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
                     yield
 
             fresh = evaluate(
-                lm,
+                backend,
                 todo,
                 prepared,
                 answered=earlier,
@@ -235,11 +232,7 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
             )
             settings = {"backend": opts.backend, **backend.settings, "benchmarks": accountant.to_dict()}
         finally:
-            if accountant is not None:
-                accountant.close()
-            if recorder is not None:
-                recorder.close()
-            backend.close()
+            loaded.close()  # with the hooks of its meter and router counter
         outcomes = {spec.name: {**done, **fresh}[spec.name] for spec in specs}
 
         provenance = Provenance(
@@ -256,6 +249,7 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
             allow_missing_weights=opts.allow_missing_weights,
             resumed_answers=session.reused,
             machine=machine_info(),
+            options=opts.command(table),
         )
         extra: dict[str, Any] = {"engine": settings}
         router_summary = session.write_router([spec.name for spec in specs]) if recorder is not None else None

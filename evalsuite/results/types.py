@@ -115,6 +115,9 @@ class Provenance:
     resumed_answers: int = 0  # answers reused from an interrupted attempt of the same run
     machine: Mapping[str, Any] = field(default_factory=dict)  # CPU, threads, GPUs, CUDA (pipeline.machine)
     source: str = "run"  # "run" for evalsuite runs, "card" for numbers read from a model card
+    # The settings that make the run's command (evalsuite.pipeline.run.RunOptions.command): what
+    # `--resume` on a complete run compares, and what reproduces it.
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Provenance:

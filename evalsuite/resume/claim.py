@@ -197,8 +197,13 @@ def _clear(stage: Path) -> None:
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
 
 
-def _holds_nothing(stage: Path) -> bool:
-    return answers_in(stage) == 0 and not any((stage / "samples").glob("*.jsonl"))
+def holds_work(stage: Path) -> bool:
+    """Anything an earlier attempt computed in the stage: answers, samples or completed benchmarks."""
+    return (
+        answers_in(stage) > 0
+        or any((stage / "samples").glob("*.jsonl"))
+        or any((stage / STATE_DIR / "done").glob("*.json"))
+    )
 
 
 def claim_dir(final: Path, command: Mapping[str, Any], *, resume: bool, fresh: bool) -> Claim:
@@ -216,7 +221,7 @@ def claim_dir(final: Path, command: Mapping[str, Any], *, resume: bool, fresh: b
         try:
             if not fresh:
                 refuse_links(stage)  # --fresh removes them (never what they point to)
-            if fresh or (not resume and _holds_nothing(stage)):  # nothing answered (a kill -9 early): no question
+            if fresh or (not resume and not holds_work(stage)):  # nothing answered (a kill -9 early): no question
                 _clear(stage)
                 atomic_write_json(stage / STATE_DIR / COMMAND_FILE, dict(command))
                 return Claim(final, stage, fd)

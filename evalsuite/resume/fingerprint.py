@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from evalsuite.data.sources import DataSource
     from evalsuite.engine.base import BackendOptions
+    from evalsuite.engine.model_files import ModelFiles
 
 # Packages whose versions change numerics or prompts.
 NUMERIC_PACKAGES = ("torch", "transformers", "tokenizers", "lm-eval", "accelerate")
@@ -76,22 +77,21 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def run_fingerprint(options: BackendOptions, source: DataSource, versions: Mapping[str, str]) -> RunFingerprint:
+def run_fingerprint(
+    options: BackendOptions, files: ModelFiles, source: DataSource, versions: Mapping[str, str]
+) -> RunFingerprint:
     """What decides a run's answers, known before the model loads (the loaded dtype and devices are
     added after loading). The backend's settings go in generally: its name and every option that can
     change a number (dtype, device, batch size, max length, threads, tensor parallel, ...). Data-parallel
     replicas are left out: each answers whole calls as one process would, so their number may change
-    between attempts (results.json records it under `engine`)."""
-    from evalsuite.engine.hf import resolve_model_dir
-    from evalsuite.engine.weights import model_files_sha256
-
-    model_dir, commit = resolve_model_dir(options)
+    between attempts (results.json records it under `engine`). `files`: the model as the run resolved it
+    (its Hub commit, or a local model's file digests)."""
     settings = {k: v for k, v in dataclasses.asdict(options).items() if k not in NOT_NUMERIC}
     return RunFingerprint(
         {
             "evalsuite": versions.get("evalsuite"),
             "packages": {name: versions.get(name) for name in NUMERIC_PACKAGES},
-            "model": {"commit": commit} if commit else model_files_sha256(model_dir),
+            "model": files.identity(),
             "backend": settings,
             "data": source.fingerprints(),
         }

@@ -1,39 +1,36 @@
-"""An lm-eval `LM` around any backend: answers from the run's store, persists each new answer as it
-completes, and stops at the first non-finite log-likelihood.
+"""A backend around any backend: its `lm` answers from the run's store, persists each new answer as it
+completes, and stops at the first non-finite log-likelihood; everything else is the inner backend's.
 
 Backends that report answers through lm-eval's cache hook (HFLM does, one request at a time; the fast
 backend as each request completes) have each answer persisted the moment it exists, and passed on to the
 wrapper's own hook; for the others, every answer of a call is persisted when the call returns, and a
 call is never bigger than what the pipeline hands over (a few hundred requests).
 
-The pipeline may make several calls at once (an LM declaring `parallel_calls`, e.g. data-parallel
-replicas): the wrapper declares the same number, keeps each call's bookkeeping in its own thread, and
-guards the store with a lock.
+The pipeline may make several calls at once (a backend whose `calls.in_flight` is above one, e.g.
+data-parallel replicas): the wrapper keeps each call's bookkeeping in its own thread, and guards the
+store with a lock.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections.abc import Iterable, Sequence
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from evalsuite.engine.base import split_calls
+from evalsuite.engine.base import Backend, Calls, CostMeter, RouterCounter
 from evalsuite.errors import NonFiniteAnswer
 from evalsuite.resume.store import AnswerStore, request_key
 
-__all__ = ["answered_already", "resumable"]
+__all__ = ["ResumableBackend", "resumable"]
 
 if TYPE_CHECKING:
     from lm_eval.api.instance import Instance
     from lm_eval.api.model import LM
 
-# Set to a file path to have every answer the backend returns appended to it once kept (one request key
-# a line): tests use it to check that a resumed run asks the model nothing twice.
-COUNT_ENV = "EVALSUITE_COUNT_ANSWERS"
-_METHODS = ("loglikelihood", "loglikelihood_rolling", "generate_until")
+    from evalsuite.benchmarks.contract import Request
+    from evalsuite.results import ModelInfo
 
 
 def _loglikelihood_of(request_type: str, answer: Any) -> float | None:
@@ -54,15 +51,59 @@ class _Hook:
         self.owner._arrive(attr, request_key(self.owner.digest, attr, req), res, from_hook=True)
 
 
-def resumable(inner: LM, store: AnswerStore) -> LM:
+@dataclass
+class ResumableBackend(Backend):
+    """`inner` with its `lm` behind the store; every other member is the inner backend's."""
+
+    inner: Backend
+    store: AnswerStore
+    lm: LM = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lm = resumable(self.inner.lm, self.store, self.inner.calls)
+
+    @property
+    def info(self) -> ModelInfo:  # type: ignore[override]
+        return self.inner.info
+
+    @property
+    def calls(self) -> Calls:  # type: ignore[override]
+        return self.inner.calls
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.inner.settings
+
+    def meter(self) -> CostMeter | None:
+        return self.inner.meter()
+
+    def router_counter(self) -> RouterCounter | None:
+        return self.inner.router_counter()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def answered(self, requests: Sequence[Request]) -> set[int]:
+        """The positions of the runner's requests the store holds answers for; for a backend that answers
+        whole calls, only those of calls answered whole (the others are asked again)."""
+        lm: Any = self.lm
+        held = {i for i, r in enumerate(requests) if lm.answered(r.request_type, r.arguments)}
+        if held and self.calls.whole:
+            for _, part in self.calls.split([r.request_type for r in requests]):
+                if not held.issuperset(part):
+                    held.difference_update(part)
+        return held
+
+
+def resumable(inner: LM, store: AnswerStore, calls: Calls) -> LM:
     """`inner` behind the store, keyed by the store's fingerprint digest (an `LM` subclass, so lm-eval
-    code accepts it too)."""
+    code accepts it too); `calls`: how the pipeline calls it."""
     from lm_eval.api.model import LM
 
     class ResumableHarnessLM(ResumableLM, LM):
         pass
 
-    return ResumableHarnessLM(inner, store)
+    return ResumableHarnessLM(inner, store, calls)
 
 
 class _Call(threading.local):
@@ -79,29 +120,21 @@ class _Call(threading.local):
 class ResumableLM:
     """The wrapper's behaviour; `resumable` makes it an `LM` (lm_eval is imported only then)."""
 
-    def __init__(self, inner: Any, store: AnswerStore) -> None:
+    cache_hook: Any  # lm-eval's LM sets it: whoever hooks this LM (the pipeline's progress bar)
+
+    def __init__(self, inner: Any, store: AnswerStore, calls: Calls) -> None:
         super().__init__()
         self.inner = inner
         self.store = store
+        self.whole = calls.whole  # a partly answered call goes to the backend whole
         self.digest = store.digest
         # What an earlier attempt answered is skipped; within this attempt every call goes to the backend
         # as the pipeline makes it (less repeats inside it), whichever other calls are in flight, so the
         # forward passes (and the router counts) do not depend on how concurrent calls interleave.
         self.earlier = frozenset(store.answers)
-        # as many calls at once as the wrapped LM answers (data parallel keeps working behind the store)
-        self.parallel_calls = int(getattr(inner, "parallel_calls", 1) or 1)
         self._call_state = _Call()
-        self._lock = threading.Lock()  # the store and the answer counter, shared by concurrent calls
-        counter = os.environ.get(COUNT_ENV)
-        self._counter = Path(counter) if counter else None
-        if hasattr(inner, "set_cache_hook"):
-            inner.set_cache_hook(_Hook(self))
-
-    def __getattr__(self, name: str) -> Any:
-        # Everything else (tokenizer, rank, max_length...) is the backend's.
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
+        self._lock = threading.Lock()  # the store, shared by concurrent calls
+        inner.set_cache_hook(_Hook(self))
 
     def answered(self, request_type: str, arguments: Sequence[Any]) -> bool:
         # a fresh run has nothing stored: no key to compute (a full run asks this of ~100K requests)
@@ -118,16 +151,13 @@ class ResumableLM:
             raise NonFiniteAnswer(request_type, call.arguments.get(key, ()), ll)
         with self._lock:
             self.store.put(key, list(answer) if isinstance(answer, tuple) else answer)
-            if self._counter is not None:  # every answer the backend returned, so one asked twice shows
-                with self._counter.open("a", encoding="utf-8") as fh:
-                    fh.write(key + "\n")
         # passed on to whoever hooks this LM (the pipeline's progress bar)
         self.cache_hook.add_partial(request_type, call.arguments.get(key, ()), answer)
 
     def _call(self, request_type: str, instances: list[Instance], kwargs: dict[str, Any]) -> list[Any]:
         keys = [request_key(self.digest, request_type, inst.args) for inst in instances]
         # A backend that batches across the call gets a partly answered call whole: batched as it was.
-        whole = getattr(self.inner, "whole_calls", False) and not all(key in self.earlier for key in keys)
+        whole = self.whole and not all(key in self.earlier for key in keys)
         todo: dict[str, Instance] = {}
         for key, inst in zip(keys, instances, strict=True):
             if whole or key not in self.earlier:
@@ -163,17 +193,3 @@ def _decode(request_type: str, stored: Any) -> Any:
     if request_type == "loglikelihood_rolling":
         return float(stored)
     return stored
-
-
-def answered_already(lm: Any, requests: Sequence[Any]) -> set[int]:
-    """The positions of the runner's requests that `lm` holds answers for (none for a plain backend); for
-    a backend that answers whole calls, only those of calls answered whole (the others are asked again)."""
-    answered = getattr(lm, "answered", None)
-    if answered is None:
-        return set()
-    held = {i for i, r in enumerate(requests) if answered(r.request_type, r.arguments)}
-    if held and getattr(lm, "whole_calls", False):
-        for _, part in split_calls(lm, [r.request_type for r in requests]):
-            if not held.issuperset(part):
-                held.difference_update(part)
-    return held

@@ -24,16 +24,16 @@ from typing import TYPE_CHECKING, Any
 from evalsuite.errors import EvalsuiteError, RunDirError
 from evalsuite.fsio import atomic_write_bytes, atomic_write_json
 from evalsuite.results import BenchmarkScore, read_samples, samples_path
-from evalsuite.resume.claim import Claim, answers_in, claim_default, claim_dir
+from evalsuite.resume.claim import Claim, answers_in, claim_default, claim_dir, holds_work
 from evalsuite.resume.fingerprint import RunFingerprint
 from evalsuite.resume.signals import Interrupted, stop_cleanly
 from evalsuite.resume.store import STORE_FILE, AnswerStore
 
 if TYPE_CHECKING:
-    from lm_eval.api.model import LM
-
     from evalsuite.benchmarks.spec import BenchmarkSpec
+    from evalsuite.engine.base import Backend, RouterCounter
     from evalsuite.results import BenchmarkOutcome
+    from evalsuite.resume.lm import ResumableBackend
 
 FINGERPRINT_FILE = "fingerprint.json"
 BUDGET_FILE = "budget.json"
@@ -116,7 +116,7 @@ class RunSession:
         if path.is_file():
             with contextlib.suppress(OSError, ValueError, TypeError, AttributeError):
                 old = RunFingerprint.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        if old is None and self._holds_work():
+        if old is None and holds_work(self.stage):
             raise RunDirError(
                 f"cannot resume {self.final}: {path} is missing or unreadable, so its {answers_in(self.stage)} answers "
                 "and completed benchmarks cannot be checked against this model and settings; start over with --fresh"
@@ -146,17 +146,9 @@ class RunSession:
         if max_batch_tokens is not None and not path.exists():
             atomic_write_json(path, {"max_batch_tokens": max_batch_tokens})
 
-    def _holds_work(self) -> bool:
-        """Anything an earlier attempt computed: answers, samples or completed benchmarks."""
-        return (
-            answers_in(self.stage) > 0
-            or any((self.stage / "samples").glob("*.jsonl"))
-            or any((self.state / "done").glob("*.json"))
-        )
-
-    def wrap(self, lm: LM, fingerprint: RunFingerprint) -> LM:
+    def wrap(self, backend: Backend, fingerprint: RunFingerprint) -> ResumableBackend:
         """The backend behind the store; call after `check_fingerprint(fingerprint)` with all its fields."""
-        from evalsuite.resume.lm import resumable
+        from evalsuite.resume.lm import ResumableBackend
 
         self.store = AnswerStore(self.state / STORE_FILE, fingerprint.digest())
         self.reused = len(self.store)
@@ -168,7 +160,7 @@ class RunSession:
                 f"fingerprint (line {shown}); they are passed over and asked of the model again",
                 file=sys.stderr,
             )
-        return resumable(lm, self.store)
+        return ResumableBackend(backend, self.store)
 
     # Benchmarks, as each completes.
 
@@ -187,7 +179,7 @@ class RunSession:
                 done[spec.name] = BenchmarkOutcome(score, tuple(read_samples(self.stage, spec.name)))
         return done
 
-    def save_benchmark(self, recorder: Any, name: str, outcome: BenchmarkOutcome, reused: int) -> None:
+    def save_benchmark(self, recorder: RouterCounter | None, name: str, outcome: BenchmarkOutcome, reused: int) -> None:
         """Persist a completed benchmark: router counts, samples, then the marker with its score."""
         from evalsuite.fsio import atomic_write_jsonl
 

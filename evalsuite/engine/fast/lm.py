@@ -21,12 +21,14 @@ from typing import Any
 
 from lm_eval.api.model import LM
 
+from evalsuite.engine.base import CostReading
 from evalsuite.engine.fast import sparse
 from evalsuite.engine.fast.generate import GenerationRequest, Generator, NonFiniteLogits, cut, plain_greedy
 from evalsuite.engine.fast.scorer import Counters, PrefixScorer
 from evalsuite.engine.fast.ties import Settler
-from evalsuite.engine.fast.tokenize import encode, encode_pairs, prefix_token_id
 from evalsuite.engine.fast.trie import build_plan
+from evalsuite.engine.hf import FedPositions
+from evalsuite.engine.tokenize import encode, encode_pairs, prefix_token_id
 from evalsuite.errors import ConfigError, NonFiniteAnswer
 from evalsuite.precision import reduced_precision
 
@@ -44,13 +46,8 @@ class FastStats:
 
 
 class FastLM(LM):
-    # Prefixes are shared within a call: calls large enough that a benchmark's shots and preambles are
-    # forwarded about once, and generations many enough to fill the decoding steps (the pipeline sends
-    # calls of this many requests; see evalsuite.engine.base).
-    requests_per_call = {"loglikelihood": 4096, "generate_until": 256}
-    # An answer's last bits depend on the call's other requests (they share its passes): a resumed run
-    # sends a partly answered call whole again, so that its plan is the uninterrupted run's.
-    whole_calls = True
+    """Also the fast backend's CostMeter (`reading`, `take_inputs`): it counts what it forwards itself, and
+    the positions its exact path is fed. How the pipeline calls it: evalsuite.engine.fast.FAST_CALLS."""
 
     def __init__(self, exact: Any, max_batch_tokens: int) -> None:
         super().__init__()
@@ -69,9 +66,10 @@ class FastLM(LM):
         self.batched_generation = self.precision is None
         sparse.probe(self.model)  # before any request: the first pass must be batched like every other
         self.counters = Counters()
-        self._exact = 0
-        # The log-likelihood model inputs since `take_inputs`; None until something asks (a data-parallel
-        # replica or a bench script never does, and must not keep every input of a run).
+        self._exact = 0  # requests answered by the exact path
+        self._exact_fed = 0  # positions the exact path was fed (all real: batch size 1)
+        # The log-likelihood model inputs since `take_inputs`; None until `keep_inputs` (a data-parallel
+        # replica or a bench script never asks, and must not keep every input of a run).
         self._inputs: list[tuple[int, ...]] | None = None
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else self.tokenizer.eos_token_id or 0)
@@ -95,10 +93,23 @@ class FastLM(LM):
         c = self.counters
         return FastStats(c.positions, c.padded, c.oom_retries, self._exact)
 
-    def take_inputs(self) -> list[tuple[int, ...]]:
+    def reading(self) -> CostReading:
+        """What it forwarded (CostMeter): its own passes, and the positions fed to its exact path."""
+        c = self.counters
+        return CostReading(c.positions + self._exact_fed, c.padded + self._exact_fed, self._exact)
+
+    def keep_inputs(self) -> None:
+        """From now on keep each log-likelihood request's model input for `take_inputs`."""
+        if self._inputs is None:
+            self._inputs = []
+
+    def take_inputs(self) -> list[tuple[int, ...]] | None:
         """The model input of each log-likelihood request answered since the last call, left-truncated as
-        the exact path feeds it: what the accounting's unique-prefix floor counts, tokenised once."""
-        inputs, self._inputs = self._inputs or [], []
+        the exact path feeds it: what the accounting's unique-prefix floor counts, tokenised once. None
+        before `keep_inputs`."""
+        inputs = self._inputs
+        if inputs is not None:
+            self._inputs = []
         return inputs
 
     def loglikelihood(self, requests: list[Any], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
@@ -131,7 +142,12 @@ class FastLM(LM):
         if not indices:
             return
         self._exact += len(indices)
-        exact = getattr(self.exact, method)([requests[i] for i in indices], disable_tqdm=True)
+        fed = FedPositions(self.model)
+        try:
+            exact = getattr(self.exact, method)([requests[i] for i in indices], disable_tqdm=True)
+        finally:
+            fed.close()
+            self._exact_fed += fed.fed
         for i, answer in zip(indices, exact, strict=True):
             answers[i] = answer
             self.cache_hook.add_partial(method, requests[i].args, answer)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from evalsuite.engine.fast.tokenize import TokenRequest
+from evalsuite.engine.tokenize import TokenRequest
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,177 @@
+"""A model's files as one run uses them, resolved once: the directory, the Hub commit, the digests, the
+config, the tokenizer and the max length.
+
+`resolve(options)` is called by the pipeline before anything else about the model: its `identity()`
+keys the run's fingerprint (evalsuite.resume.fingerprint) and the same value is handed to the backend's
+loader, so the answers stored under a fingerprint were computed from exactly the files it names (a
+branch that moves during the run moves neither). A data-parallel replica on another machine gets the
+same value and finds the files there with `here()`: the same commit, never the branch again.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from evalsuite.engine.weights import WEIGHT_SUFFIXES, file_sha256, model_files_sha256
+from evalsuite.errors import ConfigError, ModelError, one_line
+from evalsuite.hub import repos
+from evalsuite.hub.errors import hub_error, timeout
+from evalsuite.naming import is_local_path
+
+if TYPE_CHECKING:
+    from evalsuite.engine.base import BackendOptions
+    from evalsuite.hub.repos import RepoSnapshot
+
+DEFAULT_MAX_LENGTH = 2048  # v1's fallback when neither config nor tokenizer gives a length
+_HUGE = 10**12  # tokenizers report an "infinite" model_max_length with a huge sentinel
+
+# The files transformers loads of a Hub model: safetensors when the repo has them (not also the .bin copies,
+# consolidated.* or original/ checkpoints, which can be tens of GB for a Mixtral).
+_LOADED = ("*.json", "*.py", "*.model", "*.tiktoken", "*.txt")
+_NOT_LOADED = ["original/*", "consolidated*"]
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """One model, resolved: what every backend loads and what the run's fingerprint and record name."""
+
+    model: str  # as the user gave it: a Hub id or a local directory
+    revision: str | None  # as asked (Hub branch, tag or commit)
+    directory: Path  # where the files are on this machine
+    commit: str | None  # the Hub commit the revision resolved to; None for a local directory
+    weights_sha256: Mapping[str, str]  # weight file name -> sha256
+    files_sha256: Mapping[str, str] | None  # a local model's files that decide answers (None: the commit says it)
+    config: Any  # transformers' config of the model
+    tokenizer: Any  # the model's tokenizer, as transformers loads it
+    max_length: int  # the option, else v1's rule (config, then tokenizer, then 2048)
+    trust_remote_code: bool = False
+
+    def identity(self) -> dict[str, Any]:
+        """What the fingerprint records of the model: the Hub commit, or a local model's file digests."""
+        return {"commit": self.commit} if self.commit else dict(self.files_sha256 or {})
+
+    def here(self) -> ModelFiles:
+        """The same files on this machine (a data-parallel replica's): a Hub model at the same commit is
+        found in (or downloaded to) this machine's cache; a local directory must exist here too."""
+        if self.directory.is_dir() or self.commit is None:
+            return self
+        path, _ = hub_model_dir(self.model, self.commit)
+        return replace(self, directory=path)
+
+
+def resolve(options: BackendOptions) -> ModelFiles:
+    """The model `options` name, resolved once for the run (each failure one line naming the fix)."""
+    path, snapshot = _locate(options)
+    config, tokenizer = load_config_and_tokenizer(path, options.trust_remote_code)
+    if snapshot is None:
+        files = model_files_sha256(path)
+        weights = {name: digest for name, digest in files.items() if name.endswith(WEIGHT_SUFFIXES)}
+        commit, all_files = None, files
+    else:
+        names = sorted(p.name for p in path.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+        # The Hub declares the digests of its LFS files: a large checkpoint is not read again to hash it.
+        weights = {name: snapshot.lfs_sha256.get(name) or file_sha256(path / name) for name in names}
+        commit, all_files = snapshot.commit, None
+    return ModelFiles(
+        model=options.model,
+        revision=options.revision,
+        directory=path,
+        commit=commit,
+        weights_sha256=weights,
+        files_sha256=all_files,
+        config=config,
+        tokenizer=tokenizer,
+        max_length=options.max_length or v1_max_length(config, tokenizer),
+        trust_remote_code=options.trust_remote_code,
+    )
+
+
+def _locate(options: BackendOptions) -> tuple[Path, RepoSnapshot | None]:
+    """A local directory holding the model, and the Hub snapshot it came from (None for local models)."""
+    if is_local_path(options.model):
+        local = Path(options.model).expanduser()
+        if not local.is_dir():
+            raise ModelError(
+                f"model path {options.model}: no such directory; give a Hub id (owner/name) or a model dir"
+            )
+        if not (local / "config.json").is_file():
+            raise ModelError(
+                f"model dir {options.model}: holds no config.json; point at a transformers model directory"
+            )
+        if options.revision:
+            raise ConfigError(
+                f"--revision {options.revision} applies to Hub models; {options.model} is a local directory "
+                "(check out the revision there, or drop --revision)"
+            )
+        return local, None
+    return hub_model_dir(options.model, options.revision)
+
+
+@functools.lru_cache(maxsize=8)
+def hub_model_dir(model: str, revision: str | None) -> tuple[Path, RepoSnapshot]:
+    """The Hub model at the commit `revision` names, downloaded (or found in the cache)."""
+    from huggingface_hub import snapshot_download
+
+    offline = "or pass a local model directory"
+    snapshot = repos.snapshot(model, revision, fix=offline, lfs=True)  # the weights' digests come with it
+    safetensors = any(f.endswith(".safetensors") for f in snapshot.files)
+    weights = ["*.safetensors", "*.safetensors.index.json"] if safetensors else ["*.bin", "*.bin.index.json"]
+    try:
+        path = snapshot_download(
+            model,
+            revision=snapshot.commit,  # the commit resolved above, not the branch again
+            allow_patterns=[*_LOADED, *weights],
+            ignore_patterns=_NOT_LOADED,
+            etag_timeout=timeout(),
+        )
+    except Exception as exc:
+        raise hub_error(exc, model, revision=revision, fix=offline) from exc
+    return Path(path), snapshot
+
+
+def v1_max_length(config: Any, tokenizer: Any) -> int:
+    """v1 (and lm-eval): the config's n_positions / max_position_embeddings / n_ctx, then the tokenizer."""
+    for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(config, attr, None)
+        if value:
+            return int(value)
+    tok_max = getattr(tokenizer, "model_max_length", None)
+    if tok_max and tok_max < _HUGE:
+        return int(tok_max)
+    return DEFAULT_MAX_LENGTH
+
+
+def load_config_and_tokenizer(path: Path, trust_remote_code: bool) -> tuple[Any, Any]:
+    """The model directory's config and tokenizer, each failure one line naming what to fix."""
+    import transformers
+
+    try:
+        config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except Exception as exc:
+        refuse_custom_code(exc, path, "model", trust_remote_code)
+        raise ModelError(
+            f"model dir {path}: config.json could not be read ({type(exc).__name__}: {one_line(exc)}); "
+            "fix or replace it"
+        ) from exc
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except Exception as exc:
+        refuse_custom_code(exc, path, "tokenizer", trust_remote_code)
+        raise ModelError(
+            f"model dir {path}: the tokenizer could not be loaded ({type(exc).__name__}: {one_line(exc)}); "
+            "the directory needs the model's tokenizer files (e.g. tokenizer.json and tokenizer_config.json)"
+        ) from exc
+    return config, tokenizer
+
+
+def refuse_custom_code(exc: Exception, path: Path, what: str, trusted: bool) -> None:
+    """transformers refuses custom code naming its Python keyword; say which flag allows it."""
+    if not trusted and "trust_remote_code" in str(exc):
+        raise ModelError(
+            f"model dir {path}: the {what} needs its own Python code from the model files (auto_map); "
+            "pass --trust-remote-code if you trust that code"
+        ) from exc
