@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from conftest import GOLDEN
+from conftest import GOLDEN, load_model_of
 from evalsuite.engine.hflm_positions import LoglikelihoodRows
 from evalsuite.moe import recorder as router
 
@@ -42,10 +42,7 @@ BATCH_SIZES = (1, 4, 8)
 
 @pytest.fixture(scope="module")
 def loaded() -> tuple[Any, Any, Any]:
-    from evalsuite.engine.base import BackendOptions
-    from evalsuite.engine.hf import load_model
-
-    return load_model(BackendOptions(model=str(TINY_MOE), device="cpu", dtype="float32"))
+    return load_model_of(model=str(TINY_MOE), device="cpu", dtype="float32")
 
 
 def _instances(request_type: str, args: list[tuple[Any, ...]]) -> list[Any]:
