@@ -15,6 +15,7 @@ import pytest
 from conftest import GOLDEN, run_cli
 from evalsuite.errors import RunDirError
 from evalsuite.moe import plots as router_plots
+from evalsuite.moe import positions as real_positions
 from evalsuite.moe import recorder as router
 from evalsuite.moe import stats as router_stats
 
@@ -173,7 +174,7 @@ def test_a_router_that_returns_only_logits_is_routed_as_mixtral_does() -> None:
 # --- counting ------------------------------------------------------------------------------------
 
 
-def test_hand_set_routing_gives_exact_counts_and_weights_with_padding_excluded() -> None:
+def test_hand_set_routing_gives_exact_counts_and_weights_with_published_padding_excluded() -> None:
     import torch
 
     model = _mixtral(seed=1)
@@ -184,7 +185,7 @@ def test_hand_set_routing_gives_exact_counts_and_weights_with_padding_excluded()
     mask[2, :5] = 0
     positions = 7 + 5 + 2
     recorder = router.RouterRecorder(model)
-    with torch.no_grad(), recorder.track("bench"):
+    with torch.no_grad(), recorder.track("bench"), real_positions.publish(mask.bool()):
         model(input_ids=ids, attention_mask=mask)
     frame = recorder.frame()
     e = math.e
@@ -211,7 +212,7 @@ def test_counts_and_weights_match_the_models_own_router_logits() -> None:
     mask[0, :3] = 0
     mask[3, :8] = 0
     recorder = router.RouterRecorder(model)
-    with torch.no_grad(), recorder.track("bench"):
+    with torch.no_grad(), recorder.track("bench"), real_positions.publish(mask.bool()):
         model(input_ids=ids, attention_mask=mask)
     with torch.no_grad():  # the reference: transformers' own record of each layer's router logits
         logits = model(input_ids=ids, attention_mask=mask, output_router_logits=True).router_logits
@@ -228,6 +229,31 @@ def test_counts_and_weights_match_the_models_own_router_logits() -> None:
         assert _counts(frame, layer, "top1_tokens") == top1
         assert _counts(frame, layer, "weight_sum") == pytest.approx(weights.tolist(), abs=1e-5)
         assert sum(tokens) == int(real.sum()) * TOP_K
+
+
+def test_with_nothing_published_every_position_counts() -> None:
+    # A backend that does not pad publishes nothing: the recorder reads no attention mask, no pad id.
+    import torch
+
+    model = _mixtral(seed=3)
+    ids = torch.tensor([[0, 0, 5, 6], [0, 7, 8, 9]])
+    mask = torch.tensor([[0, 0, 1, 1], [0, 1, 1, 1]])
+    recorder = router.RouterRecorder(model)
+    with torch.no_grad(), recorder.track("bench"):
+        model(input_ids=ids, attention_mask=mask)
+    for layer in range(2):
+        assert sum(_counts(recorder.frame(), layer, "top1_tokens")) == 2 * 4
+
+
+def test_published_positions_that_do_not_fit_the_pass_warn_and_count_every_position() -> None:
+    import torch
+
+    model = _mixtral(seed=3)
+    recorder = router.RouterRecorder(model)
+    wrong = real_positions.publish(torch.ones(1, 3, dtype=torch.bool))  # 3 positions for a pass of 2 x 4
+    with torch.no_grad(), pytest.warns(RuntimeWarning, match="do not fit"), recorder.track("bench"), wrong:
+        model(input_ids=torch.ones(2, 4, dtype=torch.long))
+    assert sum(_counts(recorder.frame(), 0, "top1_tokens")) == 2 * 4
 
 
 def test_positions_with_nan_activations_are_not_counted_as_routed() -> None:
@@ -279,7 +305,10 @@ def _successor_model() -> Any:
 
 
 def test_batched_generation_counts_each_fed_position_once_and_not_after_a_sequence_stops() -> None:
+    # The hf backend's generate publishes the prompt's real positions, then each step's running rows.
     import torch
+
+    from evalsuite.engine import hflm_positions
 
     model = _successor_model()
     eos, pad = 20, 0
@@ -289,9 +318,16 @@ def test_batched_generation_counts_each_fed_position_once_and_not_after_a_sequen
         width = max(map(len, batch))
         ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch])
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch])
-        model.generate(
-            input_ids=ids, attention_mask=mask, max_new_tokens=12, eos_token_id=eos, pad_token_id=pad, do_sample=False
-        )
+        with hflm_positions.generation_positions(ids, mask) as decoding:
+            model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=12,
+                eos_token_id=eos,
+                pad_token_id=pad,
+                do_sample=False,
+                custom_generate=decoding,
+            )
 
     recorder = router.RouterRecorder(model)
     with recorder.track("together"):
@@ -354,7 +390,7 @@ def _run(model_dir: Path, out: Path, *extra: str) -> Path:
 @pytest.fixture(scope="module")
 def moe_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
     base = tmp_path_factory.mktemp("router-runs")
-    return {bs: _run(TINY_MOE, base / f"bs{bs}", "--batch-size", str(bs)) for bs in (1, 4)}
+    return {bs: _run(TINY_MOE, base / f"bs{bs}", "--batch-size", str(bs)) for bs in (1, 4, 8)}
 
 
 @pytest.mark.slow
@@ -374,12 +410,13 @@ def test_run_counts_every_fed_position_top_k_times_in_every_layer(moe_runs: dict
 
 
 @pytest.mark.slow
-def test_batch_size_4_counts_the_same_tokens_as_batch_size_1(moe_runs: dict[int, Path]) -> None:
-    one, four = (router_stats.load_router_stats(moe_runs[bs]) for bs in (1, 4))
-    assert four[["benchmark", "layer", "expert", "tokens", "top1_tokens"]].equals(
+@pytest.mark.parametrize("batch_size", [4, 8])
+def test_larger_batch_sizes_count_the_same_tokens_as_batch_size_1(moe_runs: dict[int, Path], batch_size: int) -> None:
+    one, more = (router_stats.load_router_stats(moe_runs[bs]) for bs in (1, batch_size))
+    assert more[["benchmark", "layer", "expert", "tokens", "top1_tokens"]].equals(
         one[["benchmark", "layer", "expert", "tokens", "top1_tokens"]]
     )
-    assert four["weight_sum"].to_numpy() == pytest.approx(one["weight_sum"].to_numpy(), abs=1e-3)
+    assert more["weight_sum"].to_numpy() == pytest.approx(one["weight_sum"].to_numpy(), abs=1e-3)
 
 
 @pytest.mark.slow

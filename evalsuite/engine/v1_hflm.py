@@ -17,6 +17,11 @@ reproduces v1.
 
 Non-finite logits: generation stops at the first request whose next-token logits hold NaN or infinity,
 before its answer exists (evalsuite.errors.NonFiniteAnswer), as log-likelihoods do.
+
+Real positions: every forward pass publishes which of its positions are real (evalsuite.moe.positions),
+for router statistics: the padding of log-likelihood batches and of generation prompts, and the steps
+batched generation runs for rows that have stopped, are not (evalsuite.engine.hflm_positions). At batch
+size 1 every position is real.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ from typing import Any
 import torch
 from lm_eval.models.huggingface import HFLM
 
+from evalsuite.engine.hflm_positions import LoglikelihoodRows, generation_positions
 from evalsuite.errors import NonFiniteAnswer
+from evalsuite.moe import positions
 
 LOGLIKELIHOOD_PART = 32  # batches per HFLM loglikelihood call
 
@@ -44,6 +51,9 @@ class V1HFLM(HFLM):
     # The width of the last context batch before truncation: generate_until encodes the contexts, then
     # generates from them; v1 cut the generated sequence at this width.
     _untruncated_width: int = 0
+    # The rows of the running `_loglikelihood_tokens` call, whose batches `_model_call` feeds (every batch
+    # of the call: the batch size is a number, never "auto", which would probe with batches of its own).
+    _rows: LoglikelihoodRows | None = None
 
     def loglikelihood(self, requests: Any, disable_tqdm: bool = True) -> Any:
         return _in_parts(super().loglikelihood, requests, LOGLIKELIHOOD_PART * self.batch_size, disable_tqdm)
@@ -72,8 +82,25 @@ class V1HFLM(HFLM):
             input_ids, attention_mask = input_ids[:, start:], attention_mask[:, start:]
         return input_ids, attention_mask
 
+    def _loglikelihood_tokens(self, requests: Any, disable_tqdm: bool = False, override_bs: Any = None) -> Any:
+        if self.backend != "causal":
+            return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
+        self._rows = rows = LoglikelihoodRows(requests, self.max_length, shared=bool(self.logits_cache))
+        try:
+            out = super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
+        finally:
+            self._rows = None
+        rows.check_all_fed()
+        return out
+
+    def _model_call(self, inps: torch.Tensor, attn_mask: Any = None, labels: Any = None) -> torch.Tensor:
+        real = self._rows.real(inps) if self._rows is not None else None
+        with positions.publish(real):
+            return super()._model_call(inps, attn_mask, labels)
+
     def _model_generate(self, context: torch.Tensor, max_length: int, stop: list[str], **kwargs: Any) -> torch.Tensor:
-        generated = super()._model_generate(context, max_length, stop, **kwargs)
+        with generation_positions(context, kwargs.get("attention_mask")) as decoding:
+            generated = super()._model_generate(context, max_length, stop, custom_generate=decoding, **kwargs)
         # generate_until keeps what follows the (truncated) context; hand it what v1 kept instead.
         return torch.cat([context, generated[:, self._untruncated_width :]], dim=1)
 

@@ -1,14 +1,15 @@
-"""The real token positions of the forward pass about to run, published by a backend that builds its own batches.
+"""The real token positions of the forward pass about to run: the contract between the backends that feed a
+model and the observers of its forward passes (router statistics).
 
-A backend that pads its batches (or keeps feeding rows that have finished) knows which positions are real;
-observers of the model's forward passes (router statistics) read them here instead of guessing from the
-inputs. Nothing is published by backends that leave batching to lm-eval.
+Every backend that pads its batches, or keeps feeding rows that have finished, publishes which positions
+of each pass are real (the fast backend, and lm-eval's HF class through evalsuite.engine.hflm_positions);
+observers read them here and never guess from the inputs. Nothing published: every position is real.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -16,11 +17,17 @@ _REAL: ContextVar[Any] = ContextVar("evalsuite_real_positions", default=None)
 
 
 @contextlib.contextmanager
-def publish(real: Any) -> Iterator[None]:
-    """Within the block, `current()` is `real`: a (batch, length) bool tensor of the positions fed."""
+def publish(real: Any) -> Iterator[Callable[[Any], None]]:
+    """Within the block, `current()` is `real`: a (batch, length) bool tensor of the positions fed. Yields a
+    function that publishes the positions of the passes that follow, for a block that runs several passes
+    of different shapes (a generate call: the prompt, then one position per row and step)."""
     token = _REAL.set(real)
+
+    def then(following: Any) -> None:
+        _REAL.set(following)
+
     try:
-        yield
+        yield then
     finally:
         _REAL.reset(token)
 

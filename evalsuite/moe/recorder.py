@@ -4,12 +4,13 @@ Forward hooks on every router count, per benchmark, layer and expert, the token 
 the expert among their top-k (`tokens`), as their top-1 (`top1_tokens`), and the sum of the routing
 weights it got (`weight_sum`). The weight is the one the model multiplies the expert's output by: the
 router's own top-k weights (Mixtral: softmax over all experts, top-k, renormalised over the k picks, so
-a position's k weights sum to 1). Every position is counted once per forward pass it is fed in (with the
-fast backend a shared prefix is fed once for all the requests that share it: its positions count once); padding
-(lm-eval right-pads loglikelihood batches without a mask, left-pads generation batches with one) and the
-steps batched generation still runs for sequences that have already stopped are not counted, so the
-counts do not depend on the batch size. Counts stay on the device of each router (one batched update
-per forward pass for all its layers) and reach the host once per benchmark.
+a position's k weights sum to 1). Every real position is counted once per forward pass it is fed in (with
+the fast backend a shared prefix is fed once for all the requests that share it: its positions count
+once). Which positions are real is what the backend publishes for each pass (evalsuite.moe.positions):
+not padding, nor the steps batched generation runs for rows that have stopped, so the counts do not
+depend on the batch size; where nothing is published, every position is real. Counts stay on the device
+of each router (one batched update per forward pass for all its layers) and reach the host once per
+benchmark.
 """
 
 from __future__ import annotations
@@ -208,16 +209,12 @@ class RouterRecorder:
         self._done: dict[str, dict[int, tuple[list[int], list[int], list[float]]]] = {}
         self._real: Any = None  # (positions,) bool of the current forward pass; None: all real
         self._real_on: dict[Any, Any] = {}
-        self._padded: tuple[Any, list[int], str] | None = None
-        self._finished: Any = None
         self._warned: set[str] = set()
-        self._handles = [model.register_forward_pre_hook(self._before_forward, with_kwargs=True)]
+        self._handles = [model.register_forward_pre_hook(self._before_forward)]
         self._handles.append(model.register_forward_hook(self._after_forward))
         self._handles += [
             r.module.register_forward_hook(partial(self._on_route, i)) for i, r in enumerate(self.routers)
         ]
-
-    # The benchmark context: also where the padding of lm-eval's batches becomes known.
 
     @contextlib.contextmanager
     def track(self, benchmark: str) -> Iterator[None]:
@@ -225,105 +222,26 @@ class RouterRecorder:
             raise RuntimeError(f"router statistics: {benchmark!r} started while {self._benchmark!r} is running")
         self._benchmark = benchmark
         try:
-            with self._padding_lengths(), self._generation_stops():
-                yield
+            yield
         finally:
             self._flush(benchmark)
             self._benchmark = None
-            self._real, self._real_on, self._padded, self._finished = None, {}, None, None
-
-    @contextlib.contextmanager
-    def _padding_lengths(self) -> Iterator[None]:
-        """lm-eval right-pads loglikelihood batches with token 0 and passes no attention mask; the
-        lengths are only known to its `pad_and_concat`, so record them there while a benchmark runs."""
-        try:
-            import lm_eval.models.huggingface as hf
-        except ImportError:  # another backend: only attention masks tell padding apart
-            yield
-            return
-        original = hf.pad_and_concat
-
-        def recording(max_length: int, tensors: list[Any], padding_side: str = "right") -> Any:
-            lengths = [int(t.shape[-1]) for t in tensors]  # before: it pads the list in place
-            batch = original(max_length, tensors, padding_side)
-            self._padded = (batch, lengths, padding_side)
-            return batch
-
-        hf.pad_and_concat = recording
-        try:
-            yield
-        finally:
-            hf.pad_and_concat = original
-
-    @contextlib.contextmanager
-    def _generation_stops(self) -> Iterator[None]:
-        """Batched `generate` keeps feeding sequences that have stopped until the last one stops; watch
-        its stopping criteria so those steps are not counted (batch size 1 never runs them)."""
-        cls_method = getattr(type(self.model), "_get_stopping_criteria", None)
-        if cls_method is None:
-            yield
-            return
-        from transformers import StoppingCriteriaList
-
-        on_done = self._on_stop
-
-        class Watched(StoppingCriteriaList):
-            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                done = super().__call__(input_ids, scores, **kwargs)
-                on_done(done)
-                return done
-
-        def stopping_criteria(*args: Any, **kwargs: Any) -> Any:
-            self._finished = None  # a new generate call
-            return Watched(cls_method(self.model, *args, **kwargs))
-
-        self.model._get_stopping_criteria = stopping_criteria
-        try:
-            yield
-        finally:
-            vars(self.model).pop("_get_stopping_criteria", None)
-
-    def _on_stop(self, done: Any) -> None:
-        self._finished = done if self._finished is None else self._finished | done
+            self._real, self._real_on = None, {}
 
     # Hooks.
 
-    def _before_forward(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def _before_forward(self, module: Any, args: tuple[Any, ...]) -> None:
         if self._benchmark is None:
             return
         published = positions.current()
-        if published is not None:
-            # A backend that builds its own batches says which positions are real. Its routers run only
-            # inside whole-model passes: anything pending is from a pass that failed (out of memory).
-            self._pending = []
-            self._real, self._real_on = published.reshape(-1), {}
+        if published is None:  # every position is real
+            self._count_pending()  # routers that ran outside a forward of the whole model
+            self._real, self._real_on = None, {}
             return
-        self._count_pending()  # routers that ran outside a forward of the whole model: no padding known
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        if ids is None:
-            ids = kwargs.get("inputs_embeds")
-        self._real, self._real_on = None, {}
-        if ids is None or ids.dim() < 2:
-            return
-        import torch
-
-        batch, length = ids.shape[0], ids.shape[1]
-        real = None
-        mask = kwargs.get("attention_mask")
-        if self._padded is not None and self._padded[0] is ids:
-            _, lengths, side = self._padded
-            self._padded = None
-            n = torch.tensor(lengths, device=ids.device)[:, None]
-            pos = torch.arange(length, device=ids.device)[None, :]
-            real = pos < n if side == "right" else pos >= length - n
-        elif isinstance(mask, torch.Tensor) and mask.dim() == 2 and mask.shape[0] == batch and mask.shape[1] >= length:
-            real = mask[:, -length:].bool()  # with a KV cache the mask also covers the past positions
-        # Decode steps of `generate` carry the KV cache (`cache`; `past_key_values` before transformers 5).
-        decoding = kwargs.get("cache", kwargs.get("past_key_values")) is not None
-        if decoding and self._finished is not None and self._finished.shape[0] == batch:
-            running = ~self._finished.to(ids.device)[:, None].expand(batch, length)
-            real = running if real is None else real & running
-        self._real = None if real is None else real.reshape(-1)
+        # The backend's routers run only inside whole-model passes: anything pending is from a pass that
+        # failed (out of memory).
+        self._pending = []
+        self._real, self._real_on = published.reshape(-1), {}
 
     def _after_forward(self, module: Any, args: Any, output: Any) -> None:
         self._count_pending()
@@ -364,7 +282,7 @@ class RouterRecorder:
             self._warn_once(
                 "positions",
                 f"router statistics: {positions} routed positions for a batch of {self._real.shape[0]}; "
-                "padding cannot be told apart there, all positions are counted",
+                "the published positions do not fit, all positions are counted",
             )
             return None
         if device not in self._real_on:
