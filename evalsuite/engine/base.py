@@ -23,6 +23,9 @@ differs:
 - `settings`: what else decides the numbers or the speed, recorded in results.json (`engine`).
 - `meter()`: None, or a `CostMeter` of what the backend forwarded (results.json `engine.benchmarks`).
 - `router_counter()`: None, or a `RouterCounter` of MoE routing in the backend's forward passes.
+  A backend whose forward passes hold positions that are not real (padding, rows that have stopped)
+  publishes the real ones of each pass through evalsuite.moe.positions; the counter reads only those
+  (with nothing published, every position counts).
 - `close()`: release what the backend holds (processes, a Ray instance it started, the hooks of its meter
   and router counter).
 """
