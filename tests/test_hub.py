@@ -53,7 +53,7 @@ def hf_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def evalsuite(hub: HubServer, hf_home: Path, *argv: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """The CLI in a process of its own, online against the local Hub (tests run offline otherwise)."""
     environ = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_TOKEN")}
-    environ.update(HF_ENDPOINT=hub.endpoint, HF_HOME=str(hf_home), HF_HUB_DISABLE_TELEMETRY="1", **env)
+    environ.update({"HF_ENDPOINT": hub.endpoint, "HF_HOME": str(hf_home), "HF_HUB_DISABLE_TELEMETRY": "1", **env})
     command = [str(Path(sys.executable).with_name("evalsuite")), *argv]  # the installed command, as users run it
     return subprocess.run(command, cwd=cwd, env=environ, capture_output=True, text=True, timeout=600)
 
@@ -93,6 +93,30 @@ def test_each_revision_is_evaluated_at_its_commit_with_its_weights(hub, hf_home,
         assert run_cli("verify", str(out), "--against", str(GOLDEN / "golden" / reference), "--subset") == 0
     commits = {results(tmp_path / r)["model"]["commit"] for r in REVISIONS}
     assert len(commits) == 2
+
+
+@pytest.mark.slow
+def test_a_downloaded_model_runs_offline_from_the_cache_at_the_same_commit(hub, hf_home, tmp_path):
+    repo = hub.state.repos[("model", MODEL)]
+    args = ("run", "--model", MODEL, "--revision", "v1", "--data-dir", str(GOLDEN / "data"), "--benchmarks", "arc",
+            "--limit", "2", "--no-progress")  # fmt: skip
+    assert evalsuite(hub, hf_home, *args, "--output-dir", str(tmp_path / "online"), cwd=tmp_path).returncode == 0
+    # offline, and no Hub to ask at all
+    offline = {"HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
+    done = evalsuite(hub, hf_home, *args, "--output-dir", str(tmp_path / "offline"), cwd=tmp_path, **offline)
+    assert done.returncode == 0, done.stderr
+    model = results(tmp_path / "offline")["model"]
+    assert (model["revision"], model["commit"]) == ("v1", repo.refs["v1"])
+    weights = GOLDEN / "models" / REVISIONS["v1"] / "model.safetensors"
+    assert model["weights_sha256"] == {"model.safetensors": sha256(weights)}
+    a, b = (
+        json.loads((tmp_path / d / "samples" / "arc.jsonl").read_text().splitlines()[0]) for d in ("online", "offline")
+    )
+    assert a == b
+    # a revision never downloaded: one line saying how to get it
+    missing = evalsuite(hub, hf_home, *args[:4], "no-such-branch", *args[5:], "--output-dir", str(tmp_path / "x"),
+                        cwd=tmp_path, **offline)  # fmt: skip
+    one_line_error(missing, "not in the Hugging Face cache", "HF_HUB_OFFLINE")
 
 
 @pytest.mark.slow

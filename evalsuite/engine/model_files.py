@@ -10,14 +10,18 @@ same value and finds the files there with `here()`: the same commit, never the b
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evalsuite.cache import cache_root
 from evalsuite.engine.weights import WEIGHT_SUFFIXES, file_sha256, model_files_sha256
 from evalsuite.errors import ConfigError, ModelError, one_line
+from evalsuite.fsio import atomic_write_json
 from evalsuite.hub import repos
 from evalsuite.hub.errors import hub_error, timeout
 from evalsuite.naming import is_local_path
@@ -113,9 +117,13 @@ def _locate(options: BackendOptions) -> tuple[Path, RepoSnapshot | None]:
 
 @functools.lru_cache(maxsize=8)
 def hub_model_dir(model: str, revision: str | None) -> tuple[Path, RepoSnapshot]:
-    """The Hub model at the commit `revision` names, downloaded (or found in the cache)."""
+    """The Hub model at the commit `revision` names, downloaded (or found in the cache). With HF_HUB_OFFLINE
+    set, the snapshot a download left in the cache, without asking the Hub."""
     from huggingface_hub import snapshot_download
+    from huggingface_hub.constants import is_offline_mode
 
+    if is_offline_mode():
+        return _cached_model_dir(model, revision)
     offline = "or pass a local model directory"
     snapshot = repos.snapshot(model, revision, fix=offline, lfs=True)  # the weights' digests come with it
     safetensors = any(f.endswith(".safetensors") for f in snapshot.files)
@@ -130,7 +138,54 @@ def hub_model_dir(model: str, revision: str | None) -> tuple[Path, RepoSnapshot]
         )
     except Exception as exc:
         raise hub_error(exc, model, revision=revision, fix=offline) from exc
+    _remember(model, revision, snapshot.commit)
     return Path(path), snapshot
+
+
+# The commit each Hub revision resolved to when it was downloaded (the download asks for the commit, so
+# the Hugging Face cache does not map the branch or tag to it): what an offline run of the revision uses.
+REVISIONS_FILE = "hub-revisions.json"
+
+
+def _revision_key(model: str, revision: str | None) -> str:
+    return f"{model}@{revision or ''}"
+
+
+def _remember(model: str, revision: str | None, commit: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        path = cache_root() / REVISIONS_FILE
+        known = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        if known.get(_revision_key(model, revision)) != commit:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(path, {**known, _revision_key(model, revision): commit})
+
+
+def _remembered(model: str, revision: str | None) -> str | None:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        commit = json.loads((cache_root() / REVISIONS_FILE).read_text(encoding="utf-8")).get(
+            _revision_key(model, revision)
+        )
+        return commit if isinstance(commit, str) else None
+    return None
+
+
+def _cached_model_dir(model: str, revision: str | None) -> tuple[Path, RepoSnapshot]:
+    """The cached snapshot of `revision` (HF_HUB_OFFLINE): the commit it resolved to when evalsuite downloaded
+    it, else what the Hugging Face cache maps it to; the snapshot's folder is named by its commit. No digests
+    come from the Hub: the weights are hashed here (once; evalsuite.engine.weights keeps the digests)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        commit = _remembered(model, revision) or revision
+        path = Path(snapshot_download(model, revision=commit, local_files_only=True))
+    except Exception as exc:
+        at = f" at {revision!r}" if revision else ""
+        raise ModelError(
+            f"model {model}{at} is not in the Hugging Face cache and HF_HUB_OFFLINE is set: run once online to "
+            f"download it (or unset HF_HUB_OFFLINE), or pass a local model directory ({type(exc).__name__})"
+        ) from exc
+    files = tuple(sorted(p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()))
+    return path, repos.RepoSnapshot(repo_id=model, revision=revision, commit=path.name, files=files)
 
 
 def v1_max_length(config: Any, tokenizer: Any) -> int:
