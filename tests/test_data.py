@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from conftest import run_cli
 from evalsuite.benchmarks.table import BY_NAME
-from evalsuite.data.sources import HubSource, LocalDirSource, load_rows
+from evalsuite.data.sources import ORIGINS_FILE, HubSource, LocalDirSource, load_rows
 from evalsuite.errors import ConfigError, DataError
 from evalsuite.results import read_samples
 from synth import write_split
@@ -26,7 +27,7 @@ ARC_ROW = {
 
 
 def parquet_files(root: Path) -> set[str]:
-    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != ORIGINS_FILE}
 
 
 def test_data_dir_that_does_not_exist_is_refused_with_the_pull_command(tmp_path: Path):
@@ -109,6 +110,15 @@ def test_data_pull_of_a_subset_writes_only_its_splits(golden_dir: Path, tmp_path
     dest = tmp_path / "pulled"
     assert run_cli("data", "pull", str(dest), "--from-dir", str(golden_dir / "data"), "--benchmarks", "gsm8k") == 0
     assert parquet_files(dest) == {"openai/gsm8k/main/test.parquet", "openai/gsm8k/main/train.parquet"}
+    origins = json.loads((dest / ORIGINS_FILE).read_text())  # each copy, from the file it was copied from
+    source = golden_dir / "data" / "openai" / "gsm8k" / "main"
+    assert origins == {
+        f"openai/gsm8k/main/{split}": {
+            "from": "sha256:" + hashlib.sha256((source / f"{split}.parquet").read_bytes()).hexdigest(),
+            "sha256": hashlib.sha256((dest / "openai/gsm8k/main" / f"{split}.parquet").read_bytes()).hexdigest(),
+        }
+        for split in ("test", "train")
+    }
 
 
 @pytest.mark.slow

@@ -154,6 +154,8 @@ def test_the_six_datasets_come_from_the_hub_at_recorded_commits_and_data_pull_re
     for spec in BENCHMARKS:
         name = f"samples/{spec.name}.jsonl"
         assert (offline / name).read_bytes() == (online / name).read_bytes(), name
+    # the offline run records the Hub commits its copies came from
+    assert results(offline)["provenance"]["data_origins"] == expected
 
 
 def without_our_parts(card: str) -> str:

@@ -22,6 +22,24 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 Row = dict[str, Any]
+# Written by `evalsuite data pull` beside the copies: "<dataset>/<config>/<split>" -> {"from": where the
+# split was read ("<dataset>@<commit>" from the Hub), "sha256": the copy's}.
+ORIGINS_FILE = "origins.json"
+
+
+def read_origins(root: Path) -> dict[str, dict[str, str]]:
+    """The origins `data pull` recorded in `root` (none when it wrote none, or the file is unreadable)."""
+    import json
+
+    try:
+        data = json.loads((Path(root) / ORIGINS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {
+        k: v for k, v in data.items() if isinstance(v, dict) and isinstance(v.get("from"), str) and "sha256" in v
+    }
 
 
 def _offline() -> bool:
@@ -43,6 +61,7 @@ class DataSource(Protocol):
     def table(self, dataset: str, config: str, split: str) -> pa.Table: ...
     def describe(self) -> str: ...
     def fingerprints(self) -> dict[str, str]: ...
+    def origins(self) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True)
@@ -84,6 +103,15 @@ class LocalDirSource:
     def fingerprints(self) -> dict[str, str]:
         return dict(self._read)
 
+    def origins(self) -> dict[str, str]:
+        """Where each split read was pulled from (`data pull`'s record), for the files unchanged since."""
+        pulled = read_origins(Path(self.root))
+        return {
+            key: pulled[key]["from"]
+            for key, digest in self._read.items()
+            if key in pulled and digest == "sha256:" + pulled[key]["sha256"]
+        }
+
 
 @dataclass(frozen=True)
 class HubSource:
@@ -124,6 +152,9 @@ class HubSource:
 
     def fingerprints(self) -> dict[str, str]:
         return dict(self._read)
+
+    def origins(self) -> dict[str, str]:
+        return {}  # the files are the Hub's: `fingerprints` names their commits
 
 
 def source_for(data_dir: str | Path | None, option: str = "--data-dir") -> DataSource:

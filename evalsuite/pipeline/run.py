@@ -260,6 +260,7 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
             resumed_answers=session.reused,
             machine=machine_info(),
             options=opts.record(table),
+            data_origins=source.origins(),
         )
         extra: dict[str, Any] = {"engine": settings}
         router_summary = session.write_router([spec.name for spec in specs]) if recorder is not None else None

@@ -118,6 +118,9 @@ class Provenance:
     # The settings that make the run's command (evalsuite.pipeline.run.RunOptions.command): what
     # `--resume` on a complete run compares, and what reproduces it.
     options: Mapping[str, Any] = field(default_factory=dict)
+    # An offline copy's splits that `evalsuite data pull` wrote, unchanged since: where each came from
+    # ("<dataset>@<commit>").
+    data_origins: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Provenance:
