@@ -60,12 +60,11 @@ class V1HFLM(HFLM):
 
     def generate_until(self, requests: Any, disable_tqdm: bool = True) -> Any:
         # One batch per call, so that each batch is encoded and generated before the next one.
-        out: list[Any] = []
-        for start in range(0, len(requests), self.batch_size):
-            part = requests[start : start + self.batch_size]
-            with _finite_logits(self.model, part):
-                out += super().generate_until(part, disable_tqdm=disable_tqdm)
-        return out
+        return _in_parts(self._generate_batch, requests, self.batch_size, disable_tqdm)
+
+    def _generate_batch(self, batch: list[Any], disable_tqdm: bool = True) -> Any:
+        with _finite_logits(self.model, batch):
+            return super().generate_until(batch, disable_tqdm=disable_tqdm)
 
     def tok_batch_encode(
         self,
