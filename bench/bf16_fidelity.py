@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             lm = FastLM(exact, overrides.get("max_batch_tokens", args.max_batch_tokens))
             lm.batched_generation = overrides.get("batched_generation", lm.batched_generation)
             kinds[f"fast: {name}"] = run(lm)
-            settled[f"fast: {name}"] = lm.stats().exact_requests
+            settled[f"fast: {name}"] = lm.reading().exact_requests
             print(f"fast: {name}: {time.perf_counter() - started:.0f} s", flush=True)
 
     if args.dump:

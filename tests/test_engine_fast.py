@@ -131,7 +131,7 @@ def test_requests_that_need_truncation_take_the_exact_path(loaded: tuple[Any, An
             assert lp == ref_lp  # the same code path: bit-identical
         else:
             assert abs(lp - ref_lp) <= LL_TOLERANCE
-    assert fast.stats().exact_requests == sum(n > short + 1 for n in lengths)
+    assert fast.reading().exact_requests == sum(n > short + 1 for n in lengths)
 
 
 def test_the_floor_inputs_are_those_the_exact_path_feeds(loaded: tuple[Any, Any, Any]) -> None:
@@ -175,7 +175,7 @@ def test_out_of_memory_retries_with_smaller_batches(loaded: tuple[Any, Any, Any]
     for (lp, greedy), (ref_lp, ref_greedy) in zip(got, want, strict=True):
         assert abs(lp - ref_lp) <= LL_TOLERANCE and greedy == ref_greedy
     assert got_texts == texts
-    assert fast.stats().oom_retries > 0
+    assert fast.settings["out_of_memory_retries"] > 0
     assert fast.max_batch_tokens < 4096
 
 
@@ -198,11 +198,11 @@ def test_generations_equal_the_exact_path_at_batch_size_1(loaded: tuple[Any, Any
         want = hf.generate_until(stopped, disable_tqdm=True)
     finally:
         handle.remove()
-    before = fast.stats().positions
+    before = fast.reading().positions
     assert fast.generate_until(stopped, disable_tqdm=True) == want == [free[: free.index(stop)]]
     prompt = len(tokenizer.encode(PROMPTS[0], add_special_tokens=False))
     # Fed: the prompt and each generated token but the last; fewer than the cap of 24 allows.
-    assert fast.stats().positions - before == fed[0] < prompt + 24 - 1
+    assert fast.reading().positions - before == fed[0] < prompt + 24 - 1
 
 
 def test_rows_that_join_and_leave_few_slots_generate_what_the_exact_path_does(
@@ -267,7 +267,7 @@ def test_router_counts_each_forwarded_position_once(loaded: tuple[Any, Any, Any]
         with recorder.track("loglikelihood"):
             fast.loglikelihood(_instances("loglikelihood", pairs), disable_tqdm=True)
         # Padding was forwarded (and must not be counted).
-        assert fast.stats().padded > fast.stats().positions
+        assert fast.reading().padded > fast.reading().positions
         gen = _instances("generate_until", _generate_args())
         with recorder.track("fast_generation"):
             fast.generate_until(gen, disable_tqdm=True)
@@ -303,7 +303,7 @@ def test_each_answer_reaches_the_cache_hook(loaded: tuple[Any, Any, Any]) -> Non
     fast.set_cache_hook(hook)
     pairs = PAIRS + LONG_PAIRS  # those over 40 tokens take the exact path
     answers = short.loglikelihood(_instances("loglikelihood", pairs), disable_tqdm=True)
-    assert 0 < short.stats().exact_requests < len(pairs)  # both paths answered
+    assert 0 < short.reading().exact_requests < len(pairs)  # both paths answered
     gen = _generate_args()
     texts = fast.generate_until(_instances("generate_until", gen), disable_tqdm=True)
     want = [("loglikelihood", tuple(p), a) for p, a in zip(pairs, answers, strict=True)]
@@ -384,7 +384,7 @@ def test_feed_forward_runs_on_real_positions_and_in_the_last_layer_on_scored_one
         assert abs(lp - ref_lp) <= LL_TOLERANCE and greedy == ref_greedy
     prefix = prefix_token_id(tokenizer)
     encoded = [encode_pair(tokenizer, c, x, prefix) for c, x in pairs]
-    assert fast.stats().padded > fast.stats().positions  # there was padding to leave out
+    assert fast.reading().padded > fast.reading().positions  # there was padding to leave out
     real = _distinct_prefixes([e.input for e in encoded])
     scored = _distinct_scored([(e.context, e.continuation) for e in encoded])
     assert len(modules) >= 2 and scored < real
@@ -435,7 +435,7 @@ def test_out_of_memory_after_the_logits_adds_nothing_twice(loaded: tuple[Any, An
     hook = _Recorded()
     fast.set_cache_hook(hook)
     got = fast.loglikelihood(instances, disable_tqdm=True)
-    assert failures == [0] and fast.stats().oom_retries >= 2
+    assert failures == [0] and fast.settings["out_of_memory_retries"] >= 2
     for (lp, greedy), (ref_lp, ref_greedy) in zip(got, want, strict=True):
         assert abs(lp - ref_lp) <= LL_TOLERANCE and greedy == ref_greedy
     # each request reported once, with its final answer

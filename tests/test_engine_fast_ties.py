@@ -85,4 +85,4 @@ def test_in_bfloat16_every_documents_choice_is_the_exact_paths(bf16: tuple[Any, 
     returned = {tuple(i.args): ll for i, ll in zip(instances, ours, strict=True)}
     assert all(answer[0] == returned[args] for args, answer in hook.seen)
     # Some documents were close enough to be answered again; most were not.
-    assert 0 < fast.stats().exact_requests < len(instances) / 2
+    assert 0 < fast.reading().exact_requests < len(instances) / 2

@@ -16,7 +16,6 @@ v1's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from lm_eval.api.model import LM
@@ -33,16 +32,6 @@ from evalsuite.errors import ConfigError, NonFiniteAnswer
 from evalsuite.precision import reduced_precision
 
 DEFAULT_MAX_GEN_TOKS = 256  # v1's cap, and lm-eval's default
-
-
-@dataclass(frozen=True)
-class FastStats:
-    """Cumulative counts over the backend's life; the run records their difference per benchmark."""
-
-    positions: int  # real token positions forwarded
-    padded: int  # positions forwarded, padding included
-    oom_retries: int
-    exact_requests: int  # answered by the exact path (truncation; in reduced precision, see the docstring)
 
 
 class FastLM(LM):
@@ -88,10 +77,6 @@ class FastLM(LM):
     def use_budget(self, max_batch_tokens: int) -> None:
         """Batch by this budget from now on (the one a resumed run or the other replicas use)."""
         self.max_batch_tokens = self.configured_batch_tokens = max_batch_tokens
-
-    def stats(self) -> FastStats:
-        c = self.counters
-        return FastStats(c.positions, c.padded, c.oom_retries, self._exact)
 
     def reading(self) -> CostReading:
         """What it forwarded (CostMeter): its own passes, and the positions fed to its exact path."""
