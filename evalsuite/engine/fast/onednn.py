@@ -174,6 +174,13 @@ def targets(model: Any) -> list[tuple[Any, bool]]:
     return found
 
 
+def describe(model: Any) -> str:
+    """What computes the model's float32 matrix products in the fast backend's passes, for results.json."""
+    if not available(model):
+        return "torch's default"
+    return "oneDNN, weights prepacked" if _fits(_weight_bytes(targets(model))) else "oneDNN"
+
+
 @contextlib.contextmanager
 def installed(model: Any) -> Iterator[None]:
     """Within the block, the model's float32 linear layers and experts compute with oneDNN (on CPU)."""

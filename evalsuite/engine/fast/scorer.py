@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from evalsuite.engine.fast import schedule, sparse
+from evalsuite.engine.fast import onednn, schedule, sparse
 from evalsuite.engine.fast.budget import is_out_of_memory, release_memory
 from evalsuite.engine.fast.logprobs import continuation_sum, token_logprobs
 from evalsuite.engine.fast.schedule import Pass
@@ -72,7 +72,7 @@ class PrefixScorer:
         parts: list[list[tuple[int, float]]] = [[] for _ in range(plan.requests)]
         scores = Scores(parts, [True] * plan.requests, remaining, on_done)
         caches: dict[int, Past] = {}  # by id of the node: its prefix and itself, for its children's rows
-        with sparse.installed(self.model):
+        with sparse.installed(self.model), onednn.installed(self.model):
             for step in self.scheduler.passes(plan):
                 caches.update(self._run(step, caches, scores))
                 for node in step.release:
