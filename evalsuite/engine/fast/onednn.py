@@ -7,11 +7,12 @@ matrix at every call. oneDNN with the weights laid out once in its blocked forma
 faster at 6 rows per expert and 2× at prompt-pass sizes (bench/RESULTS.md). So, within `installed`,
 the model's float32 `nn.Linear` layers and its mixture's experts (transformers' expert modules: the
 routing, gating and weighting are theirs, each expert's rows go through oneDNN) compute with oneDNN,
-on weights prepacked when a copy fits in memory, else on the model's own. The model itself is not
-changed (the exact path keeps using it as lm-eval does). Nothing changes on a GPU, in reduced precision
-(torch already takes oneDNN there) or without oneDNN. Rounding differs from MKL's the way another
-batching does; each module's result is checked against its own forward once, and the float32
-goldens and the generation-identity tests hold the rest.
+on weights prepacked when a copy fits in memory, else on the model's own. Matrices of fewer than
+MIN_WEIGHTS weights (the tiny reference models' layers) stay with torch: there oneDNN's higher fixed
+cost per call outweighs its arithmetic. The model itself is not changed (the exact path keeps using it
+as lm-eval does). Nothing changes on a GPU, in reduced precision (torch already takes oneDNN there) or
+without oneDNN. Rounding differs from MKL's as another batching does; each module's result is checked
+against its own forward once (tests/test_engine_fast_onednn.py holds generations to the exact path's).
 """
 
 from __future__ import annotations
@@ -22,8 +23,12 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
+# Below this many weights a matrix stays with torch: oneDNN's fixed cost per call (~20 µs against MKL's
+# ~9) outweighs its faster arithmetic on small products (measured: 64-wide layers slower, 256-wide and
+# wider faster at every row count).
+MIN_WEIGHTS = 1 << 17
 PACK_MEMORY_SHARE = 0.25  # prepacked copies of the weights only while they take at most this share of memory
-PACK_ROWS = 8  # oneDNN's row-count hint for the packed layout (rows of a pass are independent of it)
+PACK_ROWS = 8  # the row count oneDNN lays the packed weights out for (any row count runs on them)
 _TOLERANCE = 1e-4  # relative, of a module's check against its own forward
 
 # Per module: whether its oneDNN forward matched its own on the check.
@@ -38,10 +43,27 @@ def available(model: Any) -> bool:
     return weight.device.type == "cpu" and weight.dtype == torch.float32 and torch.backends.mkldnn.is_available()
 
 
+def _rows(n: int) -> int:
+    """The row count a product of `n` rows runs at: oneDNN builds (and caches, up to 1024) a kernel per
+    shape, 0.5 ms each, and a pass's row counts vary without end; rounded up to one of 16 steps per
+    doubling above 32 rows (at most 1/16 more rows), a run needs a few hundred kernels."""
+    if n <= 32:
+        return n
+    step = 1 << (n.bit_length() - 5)
+    return -(-n // step) * step
+
+
 def _linear(x: Any, weight: Any, bias: Any = None) -> Any:
     import torch
 
-    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    rows = x.shape[:-1].numel()
+    padded = _rows(rows)
+    if padded == rows:
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    flat = x.new_zeros((padded, x.shape[-1]))
+    flat[:rows] = x.reshape(rows, -1)
+    out = torch.ops.mkldnn._linear_pointwise(flat, weight, bias, "none", [], "")
+    return out[:rows].reshape(*x.shape[:-1], out.shape[-1])
 
 
 def _experts(module: Any) -> bool:
@@ -167,18 +189,23 @@ def targets(model: Any) -> list[tuple[Any, bool]]:
     for module in model.modules():
         if hasattr(module, "_hf_hook") or "forward" in vars(module):  # moved between devices, or already wrapped
             continue
-        if type(module) is torch.nn.Linear and module.weight.dtype == torch.float32:
-            found.append((module, False))
-        elif _experts(module) and module.down_proj.dtype == torch.float32:
-            found.append((module, True))
+        if type(module) is torch.nn.Linear:
+            weight = module.weight
+        elif _experts(module):
+            weight = module.down_proj[0]
+        else:
+            continue
+        if weight.dtype == torch.float32 and weight.numel() >= MIN_WEIGHTS:
+            found.append((module, _experts(module)))
     return found
 
 
 def describe(model: Any) -> str:
     """What computes the model's float32 matrix products in the fast backend's passes, for results.json."""
-    if not available(model):
+    modules = targets(model) if available(model) else []
+    if not modules:
         return "torch's default"
-    return "oneDNN, weights prepacked" if _fits(_weight_bytes(targets(model))) else "oneDNN"
+    return "oneDNN, weights prepacked" if _fits(_weight_bytes(modules)) else "oneDNN"
 
 
 @contextlib.contextmanager
