@@ -5,14 +5,18 @@
 For each scale (a share of the real documents, as `bench/gpu_fast.py --scale`), in a fresh process:
 synthetic data in the Hub schemas, a tiny random Mixtral (hidden 64, 2 layers: its forward passes cost
 little, so what is left is the harness), one run on the CPU with one torch thread, timed by phase:
-data preparation (reading, few-shot contexts, requests), tokenisation, the prefix trie, scoring the
-documents, writing samples, the accounting's floor, and the model's forward passes (hooks on the
-model). "outside the model" is the run's wall time less the forward passes; peak memory is the
-process's maximum resident set. The harness time is then set against the projected time of a
-Mixtral-class model (12.9B active parameters) on one H100/H200 (989 dense bf16 TFLOP/s) at
-`--gpu-share` of its peak: the ~14M unique-prefix positions of the real log-likelihood benchmarks
-(bench/gpu_fast.py), plus GSM8k's 1,319 generations as decoding steps bound by reading the weights
-(93 GB of bf16 weights at 4.8 TB/s per step, 256 steps per batch of `--gen-rows` rows). Goal: the
+data preparation (reading, few-shot contexts, requests), tokenisation, the prefix trie, the fast
+backend's own batching (pass inputs, masks, caches, log-probabilities, sums), the stop-string checks,
+the answer store of `--resume` (request keys, checksummed lines), router statistics after each pass,
+scoring the documents, writing samples, the accounting's floor, and the model's forward passes (hooks
+on the model). Each phase counts its own wall time only (a phase called inside another counts for the
+inner one), so the phases add up to the run's wall time with "in no phase" (imports, setup, the
+pipeline's own loop, results and card). "outside the model" is the run's wall time less the forward
+passes; peak memory is the process's maximum resident set. The harness time is then set against the
+projected time of a Mixtral-class model (12.9B active parameters) on one H100/H200 (989 dense bf16
+TFLOP/s) at `--gpu-share` of its peak: the ~14M unique-prefix positions of the real log-likelihood
+benchmarks (bench/gpu_fast.py), plus GSM8k's 1,319 generations as decoding steps bound by reading the
+weights (93 GB of bf16 weights at 4.8 TB/s per step, 256 steps per batch of `--gen-rows` rows). Goal: the
 time outside the model under 5% of that.
 """
 
@@ -37,6 +41,9 @@ MIXTRAL_ACTIVE = 12.9e9
 MIXTRAL_WEIGHT_BYTES = 93e9  # 46.7B parameters in bf16
 HBM_BYTES_PER_S = 4.8e12
 PEAK_FLOPS = 989e12
+FORWARD = "model forward passes"
+BACKEND = "fast backend: batching, masks, scores"  # its own Python, outside the phases it calls
+UNATTRIBUTED = "in no phase"
 
 
 def projected_gpu_seconds(share: float, gen_rows: int) -> float:
@@ -47,28 +54,43 @@ def projected_gpu_seconds(share: float, gen_rows: int) -> float:
     return loglikelihood + steps * MIXTRAL_WEIGHT_BYTES / HBM_BYTES_PER_S
 
 
-@contextlib.contextmanager
-def timed(spent: dict[str, float], patches: list[tuple[Any, str, str]]) -> Iterator[None]:
-    """Adds the wall time of each patched function to spent[phase] (outermost call only per phase)."""
-    saved = []
-    depth: dict[str, int] = defaultdict(int)
+class Phases:
+    """Exclusive wall time per phase: a call of a phase inside another's counts for the inner phase only,
+    so the phases add up, and what no phase holds is the run's wall time less their sum."""
 
-    def wrap(function: Any, phase: str) -> Any:
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = defaultdict(float)
+        self.stack: list[list[Any]] = []  # per open call: phase, start, time of the calls inside it
+
+    def enter(self, phase: str) -> None:
+        self.stack.append([phase, time.perf_counter(), 0.0])
+
+    def leave(self) -> None:
+        phase, started, inner = self.stack.pop()
+        elapsed = time.perf_counter() - started
+        self.spent[phase] += elapsed - inner
+        if self.stack:
+            self.stack[-1][2] += elapsed
+
+    def wrap(self, function: Any, phase: str) -> Any:
         def timed_call(*args: Any, **kwargs: Any) -> Any:
-            depth[phase] += 1
-            started = time.perf_counter()
+            self.enter(phase)
             try:
                 return function(*args, **kwargs)
             finally:
-                depth[phase] -= 1
-                if not depth[phase]:
-                    spent[phase] += time.perf_counter() - started
+                self.leave()
 
         return timed_call
 
+
+@contextlib.contextmanager
+def timed(phases: Phases, patches: list[tuple[Any, str, str]]) -> Iterator[None]:
+    """Each patched function's calls timed as its phase; those that do not exist (another version) skipped."""
+    saved = []
     for owner, name, phase in patches:
-        saved.append((owner, name, getattr(owner, name)))
-        setattr(owner, name, wrap(getattr(owner, name), phase))
+        if hasattr(owner, name):
+            saved.append((owner, name, getattr(owner, name)))
+            setattr(owner, name, phases.wrap(getattr(owner, name), phase))
     try:
         yield
     finally:
@@ -81,11 +103,15 @@ def one_scale(scale: float, out: Path) -> dict[str, Any]:
     from gpu_fast import write_data
 
     import evalsuite.engine.accounting as accounting
+    import evalsuite.engine.fast.generate as generate
     import evalsuite.engine.fast.lm as fast_lm
     import evalsuite.engine.hf as hf
     import evalsuite.engine.tokenize as tokenize
+    import evalsuite.moe.recorder as recorder
     import evalsuite.pipeline.evaluate as evaluate
+    import evalsuite.resume.lm as resume_lm
     import evalsuite.resume.session as session
+    import evalsuite.resume.store as store
     from evalsuite.demo import build_tiny_model
     from evalsuite.pipeline.run import RunOptions, run
 
@@ -94,18 +120,13 @@ def one_scale(scale: float, out: Path) -> dict[str, Any]:
     docs = write_data(data, scale, None)
     if not (model_dir / "config.json").exists():
         build_tiny_model(model_dir, "mixtral", hidden_size=64, intermediate_size=128, num_hidden_layers=2)
-    spent: dict[str, float] = defaultdict(float)
+    phases = Phases()
     load_model = hf.load_model
-    forward: list[float] = []
 
     def hooked(opts: Any, files: Any) -> Any:  # the model's forward passes, timed by hooks on the loaded model
         model, info = load_model(opts, files)
-        model.register_forward_pre_hook(lambda *_: forward.append(time.perf_counter()))
-
-        def after(*_: Any) -> None:
-            spent["model forward passes"] += time.perf_counter() - forward.pop()
-
-        model.register_forward_hook(after)
+        model.register_forward_pre_hook(lambda *_: phases.enter(FORWARD))
+        model.register_forward_hook(lambda *_: phases.leave())
         return model, info
 
     patches = [
@@ -119,11 +140,18 @@ def one_scale(scale: float, out: Path) -> dict[str, Any]:
         (accounting, "unique_prefix_floor", "accounting floor"),
         (accounting, "loglikelihood_inputs", "accounting tokenisation"),
         (hf, "load_model", "loading the model"),
+        (fast_lm.FastLM, "loglikelihood", BACKEND),
+        (fast_lm.FastLM, "generate_until", BACKEND),
+        (generate.Stopper, "hit", "stop strings"),
+        (resume_lm, "request_key", "answer store (resume)"),
+        (store.AnswerStore, "put", "answer store (resume)"),
+        (store.AnswerStore, "sync", "answer store (resume)"),
+        (recorder.RouterRecorder, "_after_forward", "router statistics"),
     ]  # fmt: skip
     hf_load = hf.load_model
     hf.load_model = hooked
     try:
-        with timed(spent, patches):
+        with timed(phases, patches):
             started = time.perf_counter()
             run(
                 RunOptions(
@@ -134,6 +162,7 @@ def one_scale(scale: float, out: Path) -> dict[str, Any]:
             wall = time.perf_counter() - started
     finally:
         hf.load_model = hf_load
+    spent = dict(phases.spent)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {"scale": scale, "docs": docs, "wall": wall, "spent": dict(spent), "peak_bytes": peak}
 
@@ -164,27 +193,30 @@ def main(argv: list[str] | None = None) -> int:
             return done.returncode
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"  scale {scale:g} done: {rows[-1]['wall']:.1f} s", flush=True)
-    phases = sorted({p for r in rows for p in r["spent"]} - {"model forward passes"})
+    for r in rows:
+        r["spent"][UNATTRIBUTED] = r["wall"] - sum(r["spent"].values())
+    names = sorted({p for r in rows for p in r["spent"]} - {FORWARD, UNATTRIBUTED}) + [UNATTRIBUTED]
     print()
     print(
         f"projected Mixtral-class time on one H100/H200 at {args.gpu_share:.0%} of peak, {args.gen_rows} GSM8k rows "
         f"per step: {gpu / 60:.1f} min; 5% of it: {0.05 * gpu:.0f} s"
     )
     print()
+    print("each phase's own wall time (a phase called inside another counts for the inner one only)")
+    print()
     print(
-        "| scale | documents | wall s | model forward s | outside the model s | " + " | ".join(phases) + " | peak RSS |"
+        "| scale | documents | wall s | model forward s | outside the model s | " + " | ".join(names) + " | peak RSS |"
     )
-    print("|---:|---:|---:|---:|---:|" + "---:|" * len(phases) + "---:|")
+    print("|---:|---:|---:|---:|---:|" + "---:|" * len(names) + "---:|")
     for r in rows:
-        forward = r["spent"].get("model forward passes", 0.0)
-        outside = r["wall"] - forward
-        cells = " | ".join(f"{r['spent'].get(p, 0.0):.1f}" for p in phases)
+        forward = r["spent"].get(FORWARD, 0.0)
+        cells = " | ".join(f"{r['spent'].get(p, 0.0):.1f}" for p in names)
         print(
-            f"| {r['scale']:g} | {sum(r['docs'].values()):,} | {r['wall']:.1f} | {forward:.1f} | {outside:.1f} | "
-            f"{cells} | {r['peak_bytes'] / 2**30:.2f} GiB |"
+            f"| {r['scale']:g} | {sum(r['docs'].values()):,} | {r['wall']:.1f} | {forward:.1f} | "
+            f"{r['wall'] - forward:.1f} | {cells} | {r['peak_bytes'] / 2**30:.2f} GiB |"
         )
     last = rows[-1]
-    outside = last["wall"] - last["spent"].get("model forward passes", 0.0) - last["spent"].get("loading the model", 0)
+    outside = last["wall"] - last["spent"].get(FORWARD, 0.0) - last["spent"].get("loading the model", 0)
     print()
     print(
         f"at scale {last['scale']:g}: outside the model (model loading excluded) {outside:.0f} s = "

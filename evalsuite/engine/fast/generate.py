@@ -1,14 +1,15 @@
 """Greedy decoding of many prompts at once (continuous batching), each row stopping exactly where lm-eval's
 HF class stops at batch 1.
 
-Prompts wait longest first. Each pass of prompts (left-padded to the longest, with an attention mask
-and per-row positions, the feed-forward run on real positions only and in the last layer only at the
-last one) fills their keys and values into free slots of a preallocated cache (evalsuite.engine.fast.
-slots); then every active row advances one token per decoding step. A row stops at an end-of-sequence
-token, at its token cap (v1: 256), or when one of its stop strings appears in the decoded last tokens
-(lm-eval's look-back: the stop string's own length in tokens plus two); it leaves its slot at once and
-the next waiting prompts take the free slots. How many rows decode together is set by a budget of
-cache positions, not a count. The text is cut at the stop strings afterwards, as lm-eval does.
+Prompts wait longest first. Each pass of prompts (right-padded to the longest: causal attention with
+no mask; the feed-forward run on real positions only and in the last layer only at each row's last one)
+fills their keys and values into free slots of a preallocated cache (evalsuite.engine.fast.slots); then
+every active row advances one token per decoding step. A row stops at an end-of-sequence token, at its
+token cap (v1: 256), or when one of its stop strings appears in the decoded last tokens (lm-eval's
+look-back: the stop string's own length in tokens plus two); it leaves its slot at once and the next
+waiting prompts take the free slots. How many rows decode together is set by a budget of cache
+positions, not a count. On CPU in float32 the matrix products go through oneDNN (evalsuite.engine.fast.
+onednn). The text is cut at the stop strings afterwards, as lm-eval does.
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ class Generator:
         logits are not finite."""
         import torch
 
-        from evalsuite.engine.fast import sparse
+        from evalsuite.engine.fast import onednn, sparse
 
         finished: set[int] = set()
 
@@ -147,7 +148,7 @@ class Generator:
             on_done(index, tokens)
 
         waiting = sorted(range(len(requests)), key=lambda i: -len(requests[i].prompt))
-        with sparse.installed(self.model), torch.no_grad():
+        with sparse.installed(self.model), onednn.installed(self.model), torch.no_grad():
             while waiting:
                 try:
                     self._decode(requests, waiting, done)
@@ -231,8 +232,13 @@ class Generator:
                 rows.append(row)
 
     def _prefill(self, prompts: list[tuple[int, ...]]) -> tuple[Any, Any]:
-        """The prompts in one left-padded pass (a single long prompt in pieces of the pass budget: same
-        cache, same result); returns its cache and the next-token logits (rows, vocabulary)."""
+        """The prompts in one right-padded pass (a single long prompt in pieces of the pass budget: same
+        cache, same result); returns its cache (row i's positions are its first len(prompts[i]) columns)
+        and each row's next-token logits (rows, vocabulary).
+
+        Right padding needs no attention mask: causal attention already keeps every real position from
+        the padding after it, so the attention takes its causal path and skips the upper triangle, and
+        nothing reads a padding position. The logits are read at each row's last real position."""
         import torch
         from transformers import DynamicCache
 
@@ -240,30 +246,31 @@ class Generator:
 
         rows, width = len(prompts), max(len(p) for p in prompts)
         ids = torch.full((rows, width), self.pad_token_id, dtype=torch.long)
-        real = torch.zeros((rows, width), dtype=torch.bool)
         for i, prompt in enumerate(prompts):
-            if prompt:
-                ids[i, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
-                real[i, width - len(prompt) :] = True
-        position = (real.long().cumsum(dim=1) - 1).clamp(min=0)
-        last = torch.zeros_like(real)
-        last[:, -1] = True  # the logits read: the last position's, so the last layer's feed-forward runs there only
+            ids[i, : len(prompt)] = torch.tensor(prompt, dtype=torch.long)
+        lengths = torch.tensor([len(p) for p in prompts])
+        columns = torch.arange(width)
+        real = columns[None, :] < lengths[:, None]
+        last = columns[None, :] == lengths[:, None] - 1  # where the logits are read
         cache = DynamicCache()
-        mask = real.long().to(self.device)
+        logits: list[Any] = [None] * rows
         chunk = max(1, self.max_batch_tokens // rows)
         for s in range(0, width, chunk):
             part = slice(s, s + chunk)
-            with positions.publish(real[:, part]), sparse.selecting(real[:, part], last[:, part] & real[:, part]):
+            ends = [i for i, n in enumerate(lengths.tolist()) if s < n <= s + chunk]
+            keep = sorted({int(lengths[i]) - 1 - s for i in ends}) or [0]
+            with positions.publish(real[:, part]), sparse.selecting(real[:, part], last[:, part]):
                 out = self.model(
                     input_ids=ids[:, part].to(self.device),
-                    attention_mask=mask[:, : s + chunk],
-                    position_ids=position[:, part].to(self.device),
+                    position_ids=columns[part].expand(rows, -1).to(self.device),
                     cache=cache,
                     use_cache=True,
-                    logits_to_keep=1,
+                    logits_to_keep=torch.tensor(keep, device=self.device),
                 )
+            for i in ends:
+                logits[i] = out.logits[i, keep.index(int(lengths[i]) - 1 - s)]
             self._count(real[:, part])
-        return cache, out.logits[:, -1, :]
+        return cache, torch.stack(logits)
 
     def _pick(self, logits: Any, rows: list[_Row]) -> list[int]:
         picked, bad, value = next_tokens(logits)

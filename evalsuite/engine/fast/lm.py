@@ -1,9 +1,10 @@
 """`FastLM`: lm-eval's `LM` contract answered with each shared prefix computed once.
 
 Same requests and tokens as the exact path (lm-eval's HF class at batch size 1); only float rounding
-differs (batched matrix products, a cached prefix instead of one long pass). A request that the exact
-path would truncate goes to it, for itself alone, and so does a request longer than a sliding-window
-model's window, and generation for a model whose generation_config asks for more than a plain argmax.
+differs (batched matrix products, by oneDNN on CPU in float32, a cached prefix instead of one long
+pass). A request that the exact path would truncate goes to it, for itself alone, and so does a request
+longer than a sliding-window model's window, and generation for a model whose generation_config asks
+for more than a plain argmax.
 
 In reduced precision (bfloat16, float16) log-likelihoods take v1's arithmetic in the logits' dtype
 (evalsuite.engine.fast.logprobs), and generation takes the exact path: batched greedy decoding rounds
@@ -21,7 +22,7 @@ from typing import Any
 from lm_eval.api.model import LM
 
 from evalsuite.engine.base import CostReading
-from evalsuite.engine.fast import sparse
+from evalsuite.engine.fast import onednn, sparse
 from evalsuite.engine.fast.generate import GenerationRequest, Generator, NonFiniteLogits, cut, plain_greedy
 from evalsuite.engine.fast.scorer import Counters, PrefixScorer
 from evalsuite.engine.fast.ties import Settler
@@ -72,6 +73,7 @@ class FastLM(LM):
             "out_of_memory_retries": self.counters.oom_retries,
             "max_length": self.max_length,
             "generation": "batched" if self.batched_generation else "exact path (reduced precision)",
+            "matrix_products": onednn.describe(self.model),
         }
 
     def use_budget(self, max_batch_tokens: int) -> None:

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from evalsuite.engine.fast import schedule, sparse
+from evalsuite.engine.fast import onednn, schedule, sparse
 from evalsuite.engine.fast.budget import is_out_of_memory, release_memory
 from evalsuite.engine.fast.logprobs import continuation_sum, token_logprobs
 from evalsuite.engine.fast.schedule import Pass
-from evalsuite.engine.fast.trie import Node, Plan
+from evalsuite.engine.fast.trie import Node, Plan, Target
 from evalsuite.errors import ModelError
 from evalsuite.moe import positions
 
@@ -72,7 +72,7 @@ class PrefixScorer:
         parts: list[list[tuple[int, float]]] = [[] for _ in range(plan.requests)]
         scores = Scores(parts, [True] * plan.requests, remaining, on_done)
         caches: dict[int, Past] = {}  # by id of the node: its prefix and itself, for its children's rows
-        with sparse.installed(self.model):
+        with sparse.installed(self.model), onednn.installed(self.model):
             for step in self.scheduler.passes(plan):
                 caches.update(self._run(step, caches, scores))
                 for node in step.release:
@@ -107,26 +107,14 @@ class PrefixScorer:
 
         prefix, shared = batch.prefix, batch.shared
         rows, width = len(batch.rows), batch.width
-        ids = torch.full((rows, width), self.pad_token_id, dtype=torch.long)
-        real = torch.zeros((rows, width), dtype=torch.bool)
-        keep = torch.zeros((rows, width), dtype=torch.bool)
-        position = torch.zeros((rows, width), dtype=torch.long)
-        placed: list[tuple[int, int, Node]] = []  # row, offset in the row, node
-        for i, row in enumerate(batch.rows):
-            position[i] = row.start
-            offset = 0
-            for node in row.nodes:
-                n = len(node.tokens)
-                span = slice(offset, offset + n)
-                ids[i, span] = torch.tensor(node.tokens, dtype=torch.long)
-                real[i, span] = True
-                position[i, span] = torch.arange(node.start, node.start + n)
-                for target in node.targets:
-                    keep[i, offset + target.position - node.start] = True
-                placed.append((i, offset, node))
-                offset += n
+        layout = _Layout(batch, self.pad_token_id)
+        ids = torch.tensor(layout.ids, dtype=torch.long)
+        real = torch.tensor(layout.real, dtype=torch.bool)
+        keep = torch.tensor(layout.keep, dtype=torch.bool)
+        position = torch.tensor(layout.position, dtype=torch.long)
+        placed = layout.placed
         packed = any(len(row.nodes) > 1 for row in batch.rows)
-        allowed = self._allowed(batch, placed) if packed or not shared else None
+        allowed = self._allowed(batch, layout) if packed or not shared else None
         cache = DynamicCache(ddp_cache_data=self._past(batch, caches)) if prefix else DynamicCache()
         # One row may be forwarded in chunks (after an out-of-memory error): same cache, same result.
         chunk = width if rows > 1 or self.single_row_chunk is None else self.single_row_chunk
@@ -154,7 +142,7 @@ class PrefixScorer:
             id(node): self._row_past(cache, i, batch, offset, node) for i, offset, node in placed if id(node) in held
         }
         logits = torch.cat(chunks)
-        picked = self._picked(placed, keep, logits)
+        picked = self._picked(layout, logits)
         self.counters.positions += int(real.sum())
         self.counters.padded += rows * width
         _add(picked, scores, logits.dtype)
@@ -181,24 +169,18 @@ class PrefixScorer:
         return out
 
     @staticmethod
-    def _allowed(batch: Pass, placed: list[tuple[int, int, Node]]) -> Any:
-        """(rows, width, prefix + width): each node sees its row's own prefix and itself, causally."""
+    def _allowed(batch: Pass, layout: _Layout) -> Any:
+        """(rows, width, prefix + width): each node sees its row's own prefix and itself, causally (and a
+        padding position itself only: no empty softmax)."""
         import torch
 
         prefix, width = batch.prefix, batch.width
-        allowed = torch.zeros((len(batch.rows), width, prefix + width), dtype=torch.bool)
-        for i, row in enumerate(batch.rows):
-            allowed[i, :, : row.start] = True
-        ends = [0] * len(batch.rows)
-        for i, offset, node in placed:
-            n = len(node.tokens)
-            causal = torch.ones(n, n, dtype=torch.bool).tril()
-            allowed[i, offset : offset + n, prefix + offset : prefix + offset + n] = causal
-            ends[i] = offset + n
-        for i, end in enumerate(ends):
-            pad = torch.arange(end, width)
-            allowed[i, pad, prefix + pad] = True  # padding sees itself: no empty softmax
-        return allowed
+        segment = torch.tensor(layout.segment, dtype=torch.long)
+        column = torch.arange(width)
+        own = (segment[:, :, None] == segment[:, None, :]) & (column[None, :, None] >= column[None, None, :])
+        starts = torch.tensor([row.start for row in batch.rows], dtype=torch.long)
+        seen = (torch.arange(prefix)[None, :] < starts[:, None])[:, None, :].expand(-1, width, -1)
+        return torch.cat([seen, own], dim=2)
 
     def _mask(self, allowed: Any) -> Any:
         """The attention implementation's form: SDPA takes booleans, eager attention an additive float mask."""
@@ -225,24 +207,57 @@ class PrefixScorer:
         ]
 
     @staticmethod
-    def _picked(placed: list[tuple[int, int, Node]], keep: Any, logits: Any) -> list[tuple[int, int, float, bool]]:
+    def _picked(layout: _Layout, logits: Any) -> list[tuple[int, int, float, bool]]:
         """(request, position, log-probability, whether greedy) of each scored token, with v1's arithmetic
         in the logits' dtype (evalsuite.engine.fast.logprobs)."""
         import torch
 
-        # `logits` has one row per kept position, in row-major order of `keep` (chunks of one row keep it).
-        flat = torch.full(keep.shape, -1, dtype=torch.long)
-        flat[keep] = torch.arange(int(keep.sum()))
-        where, tokens, scored = [], [], []
-        for i, offset, node in placed:
-            for target in node.targets:
-                where.append(int(flat[i, offset + target.position - node.start]))
-                tokens.append(target.token)
-                scored.append((target.request, target.position))
-        if not where:
+        if not layout.targets:
             return []
-        picked, greedy = token_logprobs(logits[torch.tensor(where, device=logits.device)], tokens)
-        return [(r, p, lp, top) for (r, p), lp, top in zip(scored, picked, greedy, strict=True)]
+        # `logits` has one row per kept position, in row-major order of `keep` (chunks of one row keep it).
+        order = {at: k for k, at in enumerate(sorted({(i, column) for i, column, _ in layout.targets}))}
+        where = torch.tensor([order[(i, column)] for i, column, _ in layout.targets], device=logits.device)
+        picked, greedy = token_logprobs(logits[where], [t.token for _, _, t in layout.targets])
+        return [
+            (t.request, t.position, lp, top) for (_, _, t), lp, top in zip(layout.targets, picked, greedy, strict=True)
+        ]
+
+
+class _Layout:
+    """A pass's rows as lists (rows, width), built in Python and made tensors once: the token ids, real
+    positions, kept (scored) positions, position ids and, per position, its node's number in the row
+    (a padding position its own negative number, so that it sees only itself)."""
+
+    def __init__(self, batch: Pass, pad_token_id: int) -> None:
+        width = batch.width
+        self.ids: list[list[int]] = []
+        self.real: list[list[bool]] = []
+        self.keep: list[list[bool]] = []
+        self.position: list[list[int]] = []
+        self.segment: list[list[int]] = []
+        self.placed: list[tuple[int, int, Node]] = []  # row, offset in the row, node
+        self.targets: list[tuple[int, int, Target]] = []  # row, column, the token scored there
+        for i, row in enumerate(batch.rows):
+            ids: list[int] = []
+            position: list[int] = []
+            segment: list[int] = []
+            keep = [False] * width
+            for k, node in enumerate(row.nodes):
+                offset = len(ids)
+                ids.extend(node.tokens)
+                position.extend(range(node.start, node.end))
+                segment.extend([k] * len(node.tokens))
+                for target in node.targets:
+                    column = offset + target.position - node.start
+                    keep[column] = True
+                    self.targets.append((i, column, target))
+                self.placed.append((i, offset, node))
+            pad = width - len(ids)
+            self.real.append([True] * len(ids) + [False] * pad)
+            self.ids.append(ids + [pad_token_id] * pad)
+            self.position.append(position + [row.start] * pad)
+            self.segment.append(segment + list(range(-1, -pad - 1, -1)))
+            self.keep.append(keep)
 
 
 def _add(picked: list[tuple[int, int, float, bool]], scores: Scores, dtype: Any) -> None:

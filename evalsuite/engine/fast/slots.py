@@ -75,7 +75,7 @@ class Slots:
         return self.rows - self.active
 
     def join(self, prefill: Any, row: int, length: int) -> int:
-        """Row `row` of a prefill's cache (left-padded: its `length` positions end the row) becomes the last
+        """Row `row` of a prefill's cache (right-padded: its `length` positions start the row) becomes the last
         active slot, its positions just before the frontier. Returns the slot."""
         if self.cache is None:
             self._allocate(prefill)
@@ -83,8 +83,8 @@ class Slots:
             self._shift(length - self.frontier)
         slot, t = self.active, self.frontier
         for layer, source in zip(self.cache.layers, prefill.layers, strict=True):
-            layer.buffer_keys[slot, :, t - length : t] = source.keys[row, :, source.keys.shape[2] - length :]
-            layer.buffer_values[slot, :, t - length : t] = source.values[row, :, source.values.shape[2] - length :]
+            layer.buffer_keys[slot, :, t - length : t] = source.keys[row, :, :length]
+            layer.buffer_values[slot, :, t - length : t] = source.values[row, :, :length]
         self.live[slot] = False
         self.live[slot, t - length : t] = True
         self.starts.append(t - length)
