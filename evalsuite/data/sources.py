@@ -37,9 +37,7 @@ def read_origins(root: Path) -> dict[str, dict[str, str]]:
         return {}
     if not isinstance(data, dict):
         return {}
-    return {
-        k: v for k, v in data.items() if isinstance(v, dict) and isinstance(v.get("from"), str) and "sha256" in v
-    }
+    return {k: v for k, v in data.items() if isinstance(v, dict) and isinstance(v.get("from"), str) and "sha256" in v}
 
 
 def _offline() -> bool:
