@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lm_eval.api.model import LM
 
-from evalsuite.engine.base import Backend, BackendOptions, Calls, CostMeter, RouterCounter
+from evalsuite.engine.base import Backend, BackendOptions, WrappingBackend
 from evalsuite.engine.model_files import ModelFiles
 
 LOG_ENV = "COUNTING_BACKEND_LOG"
@@ -65,30 +64,10 @@ class _Passing:
         self.owner.answered(attr, req, res)
 
 
-@dataclass
-class CountingBackend(Backend):
-    inner: Backend
-
-    def __post_init__(self) -> None:
-        self.lm = CountingLM(self.inner.lm)
-        self.info = self.inner.info
-
-    @property
-    def calls(self) -> Calls:  # type: ignore[override]
-        return self.inner.calls
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        return self.inner.settings
-
-    def meter(self) -> CostMeter | None:
-        return self.inner.meter()
-
-    def router_counter(self) -> RouterCounter | None:
-        return self.inner.router_counter()
-
-    def close(self) -> None:
-        self.inner.close()
+class CountingBackend(WrappingBackend):
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner)
+        self.lm = CountingLM(inner.lm)
 
 
 def load(options: BackendOptions, files: ModelFiles) -> CountingBackend:

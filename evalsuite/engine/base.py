@@ -140,6 +140,35 @@ class Backend:
         """Nothing to release beyond what garbage collection frees."""
 
 
+class WrappingBackend(Backend):
+    """A backend around `inner` with an `lm` of its own (set by the subclass): every other member is the
+    inner backend's (resume's store wrapper is one)."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+
+    @property
+    def info(self) -> ModelInfo:  # type: ignore[override]
+        return self.inner.info
+
+    @property
+    def calls(self) -> Calls:  # type: ignore[override]
+        return self.inner.calls
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return self.inner.settings
+
+    def meter(self) -> CostMeter | None:
+        return self.inner.meter()
+
+    def router_counter(self) -> RouterCounter | None:
+        return self.inner.router_counter()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 @dataclass(frozen=True, kw_only=True)
 class BackendOptions:
     """What to load and how; the same inputs give the same numbers (all of them end up in ModelInfo)."""

@@ -44,7 +44,6 @@ class ModelFiles:
     """One model, resolved: what every backend loads and what the run's fingerprint and record name."""
 
     model: str  # as the user gave it: a Hub id or a local directory
-    revision: str | None  # as asked (Hub branch, tag or commit)
     directory: Path  # where the files are on this machine
     commit: str | None  # the Hub commit the revision resolved to; None for a local directory
     weights_sha256: Mapping[str, str]  # weight file name -> sha256
@@ -52,7 +51,6 @@ class ModelFiles:
     config: Any  # transformers' config of the model
     tokenizer: Any  # the model's tokenizer, as transformers loads it
     max_length: int  # the option, else v1's rule (config, then tokenizer, then 2048)
-    trust_remote_code: bool = False
 
     def identity(self) -> dict[str, Any]:
         """What the fingerprint records of the model: the Hub commit, or a local model's file digests."""
@@ -82,7 +80,6 @@ def resolve(options: BackendOptions) -> ModelFiles:
         commit, all_files = snapshot.commit, None
     return ModelFiles(
         model=options.model,
-        revision=options.revision,
         directory=path,
         commit=commit,
         weights_sha256=weights,
@@ -90,7 +87,6 @@ def resolve(options: BackendOptions) -> ModelFiles:
         config=config,
         tokenizer=tokenizer,
         max_length=options.max_length or v1_max_length(config, tokenizer),
-        trust_remote_code=options.trust_remote_code,
     )
 
 
@@ -151,22 +147,24 @@ def _revision_key(model: str, revision: str | None) -> str:
     return f"{model}@{revision or ''}"
 
 
-def _remember(model: str, revision: str | None, commit: str) -> None:
+def _revisions() -> dict[str, Any]:
     with contextlib.suppress(OSError, ValueError):
-        path = cache_root() / REVISIONS_FILE
-        known = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-        if known.get(_revision_key(model, revision)) != commit:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(path, {**known, _revision_key(model, revision): commit})
+        known = json.loads((cache_root() / REVISIONS_FILE).read_text(encoding="utf-8"))
+        return known if isinstance(known, dict) else {}
+    return {}
+
+
+def _remember(model: str, revision: str | None, commit: str) -> None:
+    known = _revisions()
+    if known.get(_revision_key(model, revision)) != commit:
+        with contextlib.suppress(OSError):
+            cache_root().mkdir(parents=True, exist_ok=True)
+            atomic_write_json(cache_root() / REVISIONS_FILE, {**known, _revision_key(model, revision): commit})
 
 
 def _remembered(model: str, revision: str | None) -> str | None:
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        commit = json.loads((cache_root() / REVISIONS_FILE).read_text(encoding="utf-8")).get(
-            _revision_key(model, revision)
-        )
-        return commit if isinstance(commit, str) else None
-    return None
+    commit = _revisions().get(_revision_key(model, revision))
+    return commit if isinstance(commit, str) else None
 
 
 def _cached_model_dir(model: str, revision: str | None) -> tuple[Path, RepoSnapshot]:

@@ -98,8 +98,8 @@ class RunOptions:
         from evalsuite.paths import home_path
 
         command = self.command(table)
-        for key in ("model", "data_dir"):
-            if command[key] is not None and (key == "data_dir" or is_local_path(self.model)):
+        for key in ("model", "data_dir"):  # a Hub id is not an absolute path: kept as it is
+            if command[key] is not None:
                 command[key] = home_path(command[key])
         return command
 

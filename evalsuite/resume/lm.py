@@ -16,10 +16,9 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from evalsuite.engine.base import Backend, Calls, CostMeter, RouterCounter
+from evalsuite.engine.base import Backend, Calls, WrappingBackend
 from evalsuite.errors import NonFiniteAnswer
 from evalsuite.resume.store import AnswerStore, request_key
 
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
     from lm_eval.api.model import LM
 
     from evalsuite.benchmarks.contract import Request
-    from evalsuite.results import ModelInfo
 
 
 def _loglikelihood_of(request_type: str, answer: Any) -> float | None:
@@ -51,37 +49,13 @@ class _Hook:
         self.owner._arrive(attr, request_key(self.owner.digest, attr, req), res, from_hook=True)
 
 
-@dataclass
-class ResumableBackend(Backend):
+class ResumableBackend(WrappingBackend):
     """`inner` with its `lm` behind the store; every other member is the inner backend's."""
 
-    inner: Backend
-    store: AnswerStore
-    lm: LM = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.lm = resumable(self.inner.lm, self.store, self.inner.calls)
-
-    @property
-    def info(self) -> ModelInfo:  # type: ignore[override]
-        return self.inner.info
-
-    @property
-    def calls(self) -> Calls:  # type: ignore[override]
-        return self.inner.calls
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        return self.inner.settings
-
-    def meter(self) -> CostMeter | None:
-        return self.inner.meter()
-
-    def router_counter(self) -> RouterCounter | None:
-        return self.inner.router_counter()
-
-    def close(self) -> None:
-        self.inner.close()
+    def __init__(self, inner: Backend, store: AnswerStore) -> None:
+        super().__init__(inner)
+        self.store = store
+        self.lm = resumable(inner.lm, store, inner.calls)
 
     def answered(self, requests: Sequence[Request]) -> set[int]:
         """The positions of the runner's requests the store holds answers for; for a backend that answers
