@@ -3,7 +3,8 @@
 Log-likelihood: the context and context + continuation are encoded separately and the joint encoding
 is split at the context's length, so a word that merges across the boundary is scored as the exact path
 scores it; trailing spaces of the context move to the continuation; an empty context becomes the
-prefix token. The model input is context + continuation without its last token.
+prefix token. The model input is context + continuation without its last token. Many requests are
+encoded at once (`encode_pairs`), the shared contexts once (`engine.encoding`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from evalsuite.engine.encoding import Splitter, encode_texts, splitter_for
 
 
 @dataclass(frozen=True)
@@ -79,15 +82,44 @@ def _texts(context: str, continuation: str) -> tuple[str, str]:
 
 
 def encode_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]], prefix_token_id: int) -> list[TokenRequest]:
-    """`encode_pair` of each pair, every distinct text encoded once in one batch call (a fast tokenizer
-    encodes a batch on all cores; the ids are those of encoding each text alone)."""
+    """`encode_pair` of each pair, in one batch call of the tokenizer: every distinct text once, and where the
+    tokenizer allows it (`encoding.Splitter`) the context + continuation as the context's ids before its last
+    boundary followed by the short tail's: a document's long context is encoded once for all its choices."""
+    splitter = splitter_for(tokenizer)
     texts: dict[str, None] = {}
+    plans: list[tuple[str, str, tuple[str, str] | None]] = []  # context, whole text, the tails they are cut to
     for context, continuation in pairs:
-        for text in _texts(context, continuation) if context else (continuation,):
-            texts[text] = None
+        if not context:
+            texts[continuation] = None
+            plans.append(("", continuation, None))
+            continue
+        context, whole = _texts(context, continuation)
+        tails = _tails(splitter, context, whole) if splitter is not None else None
+        texts.update(dict.fromkeys((context, *tails) if tails else (context, whole)))
+        plans.append((context, whole, tails))
     batch = list(texts)
-    encoded = dict(zip(batch, tokenizer(batch, add_special_tokens=False)["input_ids"], strict=True)) if batch else {}
-    return [encode_pair(tokenizer, c, k, prefix_token_id, encoded) for c, k in pairs]
+    encoded = dict(zip(batch, encode_texts(tokenizer, batch), strict=True))
+    requests = []
+    for context, whole, tails in plans:
+        if not context:
+            requests.append(encode_pair(tokenizer, "", whole, prefix_token_id, encoded))
+            continue
+        ctx = encoded[context]
+        if tails:  # the context's ids before the boundary, then the whole text's from it on
+            ids = ctx[: len(ctx) - len(encoded[tails[0]])] + encoded[tails[1]]
+        else:
+            ids = encoded[whole]
+        requests.append(TokenRequest(tuple(ctx), tuple(ids[len(ctx) :])))
+    return requests
+
+
+def _tails(splitter: Splitter, context: str, whole: str) -> tuple[str, str] | None:
+    """The texts whose ids are those of the context and of the whole text from the context's last boundary
+    on; None when the context has no boundary or the text holds an added token."""
+    s = splitter.boundary(context)
+    if not s or splitter.holds_added(whole):
+        return None
+    return splitter.tail(context, s), splitter.tail(whole, s)
 
 
 def prefix_token_id(tokenizer: Any) -> int:
