@@ -54,7 +54,8 @@ def _variant(path: Any, edit: Any) -> Any:
     """The tokenizer at `path` with its backend's description changed by `edit(spec)`."""
     spec = json.loads(AutoTokenizer.from_pretrained(path).backend_tokenizer.to_str())
     edit(spec)
-    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(spec)), bos_token="<s>", eos_token="</s>")
+    backend = Tokenizer.from_str(json.dumps(spec))
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>")
 
 
 def _metaspace(spec: dict) -> None:
@@ -71,6 +72,11 @@ def _whitespace_merges(spec: dict) -> None:
     for token in ("\u2581\u2581", "\u2581\u2581\u2581\u2581"):
         model["vocab"][token] = len(model["vocab"])
     model["merges"] = [["\u2581", "\u2581"], ["\u2581\u2581", "\u2581\u2581"]] + model["merges"]
+
+
+def _metaspace_with_runs(spec: dict) -> None:
+    _metaspace(spec)
+    _whitespace_merges(spec)
 
 
 def _merge_across(spec: dict) -> None:
@@ -117,7 +123,7 @@ TOKENIZERS = {
     "sentencepiece, Metaspace": (lambda: _variant(SP, _metaspace), True),
     "sentencepiece, Metaspace split": (lambda: _variant(SP, _metaspace_split), True),
     "sentencepiece, runs of ▁": (lambda: _variant(SP, _whitespace_merges), True),
-    "sentencepiece, Metaspace, runs of ▁": (lambda: _variant(SP, lambda s: (_metaspace(s), _whitespace_merges(s))), True),
+    "sentencepiece, Metaspace, runs of ▁": (lambda: _variant(SP, _metaspace_with_runs), True),
     "sentencepiece, added token with a space": (lambda: _variant(SP, _added_with_space), True),
     "sentencepiece, merges across a space": (lambda: _variant(SP, _merge_across), False),
     "byte-level GPT-2": (lambda: AutoTokenizer.from_pretrained(BYTE_LEVEL), True),

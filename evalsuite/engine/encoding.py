@@ -39,12 +39,10 @@ SPACE = " "
 METASPACE = "\u2581"  # ▁
 
 # The split patterns of byte-level tokenizers with the property above (GPT-2's is ByteLevel's own).
-LLAMA3_PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-QWEN2_PATTERN = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
+_CONTRACTIONS_AND_WORDS = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|"
+_THE_REST = r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+LLAMA3_PATTERN = _CONTRACTIONS_AND_WORDS + r"\p{N}{1,3}" + _THE_REST
+QWEN2_PATTERN = _CONTRACTIONS_AND_WORDS + r"\p{N}" + _THE_REST
 _SAFE_PATTERNS = (LLAMA3_PATTERN, QWEN2_PATTERN)
 
 
@@ -149,7 +147,10 @@ def _byte_level(normalizer: Any, pre: Any) -> bool:
 
 
 def _metaspace(normalizer: Any, pre: Any) -> bool:
-    prepend_replace = [{"type": "Prepend", "prepend": METASPACE}, {"type": "Replace", "pattern": {"String": SPACE}, "content": METASPACE}]  # fmt: skip
+    prepend_replace = [
+        {"type": "Prepend", "prepend": METASPACE},
+        {"type": "Replace", "pattern": {"String": SPACE}, "content": METASPACE},
+    ]
     if pre is None and isinstance(normalizer, dict):
         return normalizer.get("type") == "Sequence" and normalizer.get("normalizers") == prepend_replace
     return (

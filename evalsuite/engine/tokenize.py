@@ -105,10 +105,8 @@ def encode_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]], prefix_token_
             requests.append(encode_pair(tokenizer, "", whole, prefix_token_id, encoded))
             continue
         ctx = encoded[context]
-        if tails:  # the context's ids before the boundary, then the whole text's from it on
-            ids = ctx[: len(ctx) - len(encoded[tails[0]])] + encoded[tails[1]]
-        else:
-            ids = encoded[whole]
+        # with tails: the context's ids before its boundary, then the whole text's from it on
+        ids = ctx[: len(ctx) - len(encoded[tails[0]])] + encoded[tails[1]] if tails else encoded[whole]
         requests.append(TokenRequest(tuple(ctx), tuple(ids[len(ctx) :])))
     return requests
 
