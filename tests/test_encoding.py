@@ -168,11 +168,28 @@ def test_the_cut_is_taken_and_saves_the_shared_contexts(monkeypatch: pytest.Monk
 
 
 def test_encode_texts_ignores_a_truncation_left_on_the_backend() -> None:
-    """The Rust tokenizer is called directly only when that is what transformers' call does: a truncation
-    someone set on the backend (which transformers' call clears) sends it through the call."""
+    """The Rust tokenizer is called directly only when that is what `encode` does: a truncation someone set
+    on the backend (which transformers' `encode` clears) sends it through `encode`."""
     tokenizer = AutoTokenizer.from_pretrained(BYTE_LEVEL)
     texts = ["a long text of many words, longer than eight tokens for sure", "short"]
     want = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
     assert encode_texts(tokenizer, texts) == want
     tokenizer.backend_tokenizer.enable_truncation(8)
+    assert encode_texts(tokenizer, texts) == want
+
+
+@pytest.mark.parametrize("method", ["encode", "_encode_plus"])
+def test_a_tokenizer_that_redefines_its_encoding_is_called_as_is(method: str) -> None:
+    """A tokenizer class of a model's own code may redefine how it encodes: lm-eval calls its `encode`, and
+    so does `encode_texts` then."""
+    plain = AutoTokenizer.from_pretrained(BYTE_LEVEL)
+    base = type(plain)
+
+    def shouting(self: Any, text: Any, *args: Any, **kwargs: Any) -> Any:
+        return getattr(base, method)(self, text.upper() if isinstance(text, str) else text, *args, **kwargs)
+
+    tokenizer = type("Shouting", (base,), {method: shouting}).from_pretrained(BYTE_LEVEL)
+    texts = ["the cat sat", "Answer: honey"]
+    want = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
+    assert want != [plain.encode(t, add_special_tokens=False) for t in texts]  # it does shout
     assert encode_texts(tokenizer, texts) == want

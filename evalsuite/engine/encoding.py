@@ -46,23 +46,33 @@ QWEN2_PATTERN = _CONTRACTIONS_AND_WORDS + r"\p{N}" + _THE_REST
 _SAFE_PATTERNS = (LLAMA3_PATTERN, QWEN2_PATTERN)
 
 
+# Where transformers 5 defines the methods `tokenizer.encode` runs: a class that redefines one is called as is.
+_STOCK = (
+    ("encode", "transformers.tokenization_utils_base"),
+    ("__call__", "transformers.tokenization_utils_base"),
+    ("_encode_plus", "transformers.tokenization_utils_tokenizers"),
+)
+
+
 def encode_texts(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
-    """Each text's ids without special tokens, as `tokenizer.encode(text, add_special_tokens=False)`, in one
-    batch call (a fast tokenizer spreads it over all cores)."""
+    """Each text's ids without special tokens, as lm-eval gets them (`tokenizer.encode(text,
+    add_special_tokens=False)`): for a stock fast tokenizer in one batch call of the Rust tokenizer (spread
+    over all cores), for any other through its own `encode`, text by text."""
     if not texts:
         return []
     backend = _direct_backend(tokenizer)
-    if backend is not None:  # what transformers' call runs, less building offsets and masks no one reads
+    if backend is not None:  # what `encode` runs, less the offsets and masks no one reads
         return [e.ids for e in backend.encode_batch_fast(list(texts), add_special_tokens=False)]
-    return list(tokenizer(list(texts), add_special_tokens=False)["input_ids"])
+    return [list(tokenizer.encode(text, add_special_tokens=False)) for text in texts]
 
 
 def _direct_backend(tokenizer: Any) -> Any:
-    """The Rust tokenizer when calling it is exactly what the transformers tokenizer's call does: the stock
-    fast class's encoding, no truncation or padding set on the backend, special tokens handled alike."""
+    """The Rust tokenizer when calling it is exactly what the tokenizer's `encode` does: the stock fast
+    class's methods, no truncation or padding set on the backend, special tokens handled alike."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    encode_plus = getattr(type(tokenizer), "_encode_plus", None)
-    if backend is None or getattr(encode_plus, "__module__", "") != "transformers.tokenization_utils_tokenizers":
+    if backend is None or any(
+        getattr(getattr(type(tokenizer), name, None), "__module__", "") != module for name, module in _STOCK
+    ):
         return None
     if not hasattr(backend, "encode_batch_fast") or backend.truncation is not None or backend.padding is not None:
         return None
