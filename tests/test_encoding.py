@@ -31,6 +31,7 @@ PIECES = [
 HARD_PAIRS = [
     ("ate sat at", "the sat"), ("x the cat", " y"), ("the cat\u3000.\n\n", "  sat\u200b"),
     (":\u2581 (A)  \u2581 ", "  on  :"), ("a b c d", " e"), ("", " An empty context"), ("Answer:", " A"),
+    (" ", "A"), ("\n\n", "Answer: yes"),  # contexts of spaces only: no prefix token (not empty as given)
 ]  # fmt: skip
 WORD_PAIRS = r"\S+ \S+|\S+|\s"
 GAPS = [" ", " ", " ", "  ", "   ", "\n", "\n\n", "\t", " \n", "\u00a0", "\u3000", "\u200b", "", "\u2581 "]
@@ -193,3 +194,19 @@ def test_a_tokenizer_that_redefines_its_encoding_is_called_as_is(method: str) ->
     want = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
     assert want != [plain.encode(t, add_special_tokens=False) for t in texts]  # it does shout
     assert encode_texts(tokenizer, texts) == want
+
+
+def test_a_token_added_after_first_use_is_seen() -> None:
+    """The splitter is read again when the tokenizer gains tokens: an added token holding a space, added
+    after the tokenizer's first use, still keeps the texts holding it whole."""
+    tokenizer = AutoTokenizer.from_pretrained(SP)
+    pairs = [("x the cat", " sat"), ("a the catalog", " b")]
+    encode_pairs(tokenizer, pairs, prefix_token_id(tokenizer))
+    tokenizer.add_tokens(["the cat"], special_tokens=True)
+    want = []
+    for context, continuation in pairs:  # lm-eval's encoding, text by text, nothing cached
+        ctx = tokenizer.encode(context, add_special_tokens=False)
+        cont = tokenizer.encode(context + continuation, add_special_tokens=False)[len(ctx) :]
+        want.append((tuple(ctx), tuple(cont)))
+    got = encode_pairs(tokenizer, pairs, prefix_token_id(tokenizer))
+    assert [(r.context, r.continuation) for r in got] == want

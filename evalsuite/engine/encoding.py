@@ -106,9 +106,14 @@ class Splitter:
         return self.added is not None and self.added.search(text) is not None
 
 
-@functools.lru_cache(maxsize=16)
 def splitter_for(tokenizer: Any) -> Splitter | None:
-    """The tokenizer's splitter, or None when it is not of a family where cutting is proved exact."""
+    """The tokenizer's splitter, or None when it is not of a family where cutting is proved exact (read again
+    when tokens are added to the tokenizer)."""
+    return _splitter(tokenizer, len(tokenizer))
+
+
+@functools.lru_cache(maxsize=16)
+def _splitter(tokenizer: Any, size: int) -> Splitter | None:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         return None

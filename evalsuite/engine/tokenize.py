@@ -44,13 +44,13 @@ class TokenRequest:
 
 def encode(tokenizer: Any, text: str) -> list[int]:
     """Token ids without special tokens: v1 never added a BOS token."""
-    return list(_encode(tokenizer, text))
+    return list(_encode(tokenizer, len(tokenizer), text))
 
 
 @functools.lru_cache(maxsize=4096)
-def _encode(tokenizer: Any, text: str) -> tuple[int, ...]:
+def _encode(tokenizer: Any, size: int, text: str) -> tuple[int, ...]:
     # A document's choices share its context: each context is encoded once for all of them (tokenizers
-    # hash by identity).
+    # hash by identity; `size` changes when tokens are added).
     return tuple(tokenizer.encode(text, add_special_tokens=False))
 
 
@@ -87,11 +87,11 @@ def encode_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]], prefix_token_
     boundary followed by the short tail's: a document's long context is encoded once for all its choices."""
     splitter = splitter_for(tokenizer)
     texts: dict[str, None] = {}
-    plans: list[tuple[str, str, tuple[str, str] | None]] = []  # context, whole text, the tails they are cut to
+    plans: list[tuple[str | None, str, tuple[str, str] | None]] = []  # context (None: empty), whole text, tails
     for context, continuation in pairs:
-        if not context:
+        if not context:  # empty as given: a context of spaces only is stripped to "" below, and is no prefix token
             texts[continuation] = None
-            plans.append(("", continuation, None))
+            plans.append((None, continuation, None))
             continue
         context, whole = _texts(context, continuation)
         tails = _tails(splitter, context, whole) if splitter is not None else None
@@ -101,7 +101,7 @@ def encode_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]], prefix_token_
     encoded = dict(zip(batch, encode_texts(tokenizer, batch), strict=True))
     requests = []
     for context, whole, tails in plans:
-        if not context:
+        if context is None:
             requests.append(encode_pair(tokenizer, "", whole, prefix_token_id, encoded))
             continue
         ctx = encoded[context]
