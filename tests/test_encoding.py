@@ -32,6 +32,7 @@ HARD_PAIRS = [
     ("ate sat at", "the sat"), ("x the cat", " y"), ("the cat\u3000.\n\n", "  sat\u200b"),
     (":\u2581 (A)  \u2581 ", "  on  :"), ("a b c d", " e"), ("", " An empty context"), ("Answer:", " A"),
     (" ", "A"), ("\n\n", "Answer: yes"),  # contexts of spaces only: no prefix token (not empty as given)
+    ("x\u2581the ca", "t"), ("q x\u2581the cat", " is"), ("x the\u2581ca", "t"),  # an added token spelt with `▁`
 ]  # fmt: skip
 WORD_PAIRS = r"\S+ \S+|\S+|\s"
 GAPS = [" ", " ", " ", "  ", "   ", "\n", "\n\n", "\t", " \n", "\u00a0", "\u3000", "\u200b", "", "\u2581 "]
@@ -112,11 +113,13 @@ def _word_pairs(spec: dict) -> None:
 
 
 def _added_with_space(spec: dict) -> None:
-    """An added token whose content holds a space (chat markers do): texts holding it are not cut."""
-    spec["added_tokens"].append(
-        {"id": len(spec["model"]["vocab"]), "content": "the cat", "single_word": False, "lstrip": False,
-         "rstrip": False, "normalized": False, "special": False}
-    )  # fmt: skip
+    """Added tokens whose content holds a space (chat markers do), one matched on the normaliser's output
+    (where `▁` and a space are one): texts holding them are not cut."""
+    for normalized, content in ((False, "the cat"), (True, "x the ca")):
+        spec["added_tokens"].append(
+            {"id": len(spec["model"]["vocab"]) + normalized, "content": content, "single_word": False,
+             "lstrip": False, "rstrip": False, "normalized": normalized, "special": False}
+        )  # fmt: skip
 
 
 TOKENIZERS = {

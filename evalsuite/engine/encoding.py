@@ -103,7 +103,9 @@ class Splitter:
         return text[s + self.skip :]
 
     def holds_added(self, text: str) -> bool:
-        return self.added is not None and self.added.search(text) is not None
+        """Whether an added token may be cut out of `text`: looked for with `▁` and spaces alike and a space
+        in front (a normalised token is matched on the normaliser's output, which may spell either way)."""
+        return self.added is not None and self.added.search(SPACE + text.replace(METASPACE, SPACE)) is not None
 
 
 def splitter_for(tokenizer: Any) -> Splitter | None:
@@ -191,11 +193,7 @@ def _no_merge_across(vocab: dict[str, int]) -> bool:
 
 
 def _added_pattern(backend: Any) -> re.Pattern[str] | None:
-    contents: set[str] = set()
-    for token in backend.get_added_tokens_decoder().values():
-        contents.add(token.content)
-        if token.normalized:  # matched on the normalised text, where spaces are `▁`
-            contents.add(token.content.replace(METASPACE, SPACE))
+    contents = {token.content.replace(METASPACE, SPACE) for token in backend.get_added_tokens_decoder().values()}
     contents.discard("")
     if not contents:
         return None

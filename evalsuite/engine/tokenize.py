@@ -100,11 +100,11 @@ def encode_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]], prefix_token_
     batch = list(texts)
     encoded = dict(zip(batch, encode_texts(tokenizer, batch), strict=True))
     requests = []
-    for context, whole, tails in plans:
-        if context is None:
+    for given, whole, tails in plans:
+        if given is None:
             requests.append(encode_pair(tokenizer, "", whole, prefix_token_id, encoded))
             continue
-        ctx = encoded[context]
+        ctx = encoded[given]
         # with tails: the context's ids before its boundary, then the whole text's from it on
         ids = ctx[: len(ctx) - len(encoded[tails[0]])] + encoded[tails[1]] if tails else encoded[whole]
         requests.append(TokenRequest(tuple(ctx), tuple(ids[len(ctx) :])))
