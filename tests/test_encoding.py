@@ -103,7 +103,11 @@ def _llama3(spec: dict) -> None:
 def _word_pairs(spec: dict) -> None:
     """A split pattern that keeps two words in a piece: where a piece starts depends on what came before,
     the cut would be wrong; not cut."""
-    spec["pre_tokenizer"] = {
+    spec["pre_tokenizer"] = _word_pairs_spec()
+
+
+def _word_pairs_spec() -> dict:
+    return {
         "type": "Sequence",
         "pretokenizers": [
             {"type": "Split", "pattern": {"Regex": WORD_PAIRS}, "behavior": "Isolated", "invert": False},
@@ -199,13 +203,24 @@ def test_a_tokenizer_that_redefines_its_encoding_is_called_as_is(method: str) ->
     assert encode_texts(tokenizer, texts) == want
 
 
-def test_a_token_added_after_first_use_is_seen() -> None:
-    """The splitter is read again when the tokenizer gains tokens: an added token holding a space, added
-    after the tokenizer's first use, still keeps the texts holding it whole."""
-    tokenizer = AutoTokenizer.from_pretrained(SP)
-    pairs = [("x the cat", " sat"), ("a the catalog", " b")]
-    encode_pairs(tokenizer, pairs, prefix_token_id(tokenizer))
+def _add_a_token(tokenizer: Any) -> None:
     tokenizer.add_tokens(["the cat"], special_tokens=True)
+
+
+def _pieces_of_two_words(tokenizer: Any) -> None:
+    tokenizer.backend_tokenizer.pre_tokenizer = Tokenizer.from_str(
+        json.dumps({**json.loads(tokenizer.backend_tokenizer.to_str()), "pre_tokenizer": _word_pairs_spec()})
+    ).pre_tokenizer
+
+
+@pytest.mark.parametrize(("path", "change"), [(SP, _add_a_token), (BYTE_LEVEL, _pieces_of_two_words)])
+def test_a_tokenizer_changed_after_first_use_is_read_again(path: Any, change: Any) -> None:
+    """The splitter is read again when the tokenizer changes after its first use: a token holding a space
+    added, a split pattern replaced by one where the cut is wrong."""
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    pairs = [("x the cat", " sat"), ("a the catalog", " b"), ("a b c d", " e"), ("the cat sat on", " the mat")]
+    encode_pairs(tokenizer, pairs, prefix_token_id(tokenizer))
+    change(tokenizer)
     want = []
     for context, continuation in pairs:  # lm-eval's encoding, text by text, nothing cached
         ctx = tokenizer.encode(context, add_special_tokens=False)

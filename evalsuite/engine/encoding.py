@@ -110,12 +110,20 @@ class Splitter:
 
 def splitter_for(tokenizer: Any) -> Splitter | None:
     """The tokenizer's splitter, or None when it is not of a family where cutting is proved exact (read again
-    when tokens are added to the tokenizer)."""
-    return _splitter(tokenizer, len(tokenizer))
+    when tokens are added to the tokenizer or its normaliser or pre-tokenizer is replaced)."""
+    return _splitter(tokenizer, version(tokenizer))
+
+
+def version(tokenizer: Any) -> tuple[Any, ...]:
+    """What changes when a tokenizer is changed in place (tokens added, normaliser or pre-tokenizer replaced):
+    part of the keys of what is cached per tokenizer."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    parts = (getattr(backend, "normalizer", None), getattr(backend, "pre_tokenizer", None))
+    return (len(tokenizer), *(None if p is None else p.__getstate__() for p in parts))
 
 
 @functools.lru_cache(maxsize=16)
-def _splitter(tokenizer: Any, size: int) -> Splitter | None:
+def _splitter(tokenizer: Any, version: tuple[Any, ...]) -> Splitter | None:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         return None

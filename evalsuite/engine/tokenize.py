@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evalsuite.engine.encoding import Splitter, encode_texts, splitter_for
+from evalsuite.engine.encoding import Splitter, encode_texts, splitter_for, version
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,13 @@ class TokenRequest:
 
 def encode(tokenizer: Any, text: str) -> list[int]:
     """Token ids without special tokens: v1 never added a BOS token."""
-    return list(_encode(tokenizer, len(tokenizer), text))
+    return list(_encode(tokenizer, version(tokenizer), text))
 
 
 @functools.lru_cache(maxsize=4096)
-def _encode(tokenizer: Any, size: int, text: str) -> tuple[int, ...]:
-    # A document's choices share its context: each context is encoded once for all of them (tokenizers
-    # hash by identity; `size` changes when tokens are added).
+def _encode(tokenizer: Any, version: tuple[Any, ...], text: str) -> tuple[int, ...]:
+    # A context shared by a document's choices (`encode_pair` one pair at a time) is encoded once
+    # (tokenizers hash by identity; the version changes when the tokenizer is changed in place).
     return tuple(tokenizer.encode(text, add_special_tokens=False))
 
 
