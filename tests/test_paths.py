@@ -87,6 +87,23 @@ def test_a_card_for_a_run_under_a_path_with_spaces_links_it(tmp_path, capsys):
     assert (card.parent / unquote(href)).resolve() == run_dir.resolve()
 
 
+def test_updating_a_card_that_is_a_link_names_the_backup_that_exists(tmp_path, capsys):
+    """The link stays a link, its target is written, and the message names the backup where it is."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_run(run_dir, make_run(NEW))
+    target = tmp_path / "cards" / "target.md"
+    target.parent.mkdir()
+    target.write_text("---\nlicense: mit\n---\n# m\n")
+    link = tmp_path / "cards" / "link.md"
+    link.symlink_to(target)
+    assert main_card(str(run_dir), "--update", str(link)) == 0
+    out = capsys.readouterr().out
+    named = out.split("previous version in ", 1)[1].split(")", 1)[0]
+    assert Path(named).read_text() == "---\nlicense: mit\n---\n# m\n"  # the card before the update
+    assert link.is_symlink() and "model-index" in target.read_text()
+
+
 def test_a_card_inside_its_run_directory_links_results_json(tmp_path):
     run_dir = write_run(tmp_path / "run", make_run(NEW))
     assert main_card(str(run_dir)) == 0

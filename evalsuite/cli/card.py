@@ -89,6 +89,7 @@ def _write_card(args: argparse.Namespace) -> int:
     from evalsuite.card.hub import push_card
     from evalsuite.card.hub_eval_results import write_files
     from evalsuite.card.publish import CardRequest, backup_path, plan_card, write_card
+    from evalsuite.fsio import resolve_link
     from evalsuite.errors import ConfigError
 
     if args.json:
@@ -114,7 +115,7 @@ def _write_card(args: argparse.Namespace) -> int:
             sys.stdout.write(plan.text)
         return 0
     status = write_card(plan.target, plan.text)
-    backup = f" (previous version in {backup_path(plan.target)})" if status == "updated" else ""
+    backup = f" (previous version in {backup_path(resolve_link(plan.target))})" if status == "updated" else ""
     print(f"card {status}: {plan.target}{backup}")
     written = write_files(plan.target.parent, plan.eval_results)
     if written:
