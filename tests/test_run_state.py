@@ -179,7 +179,9 @@ def test_resume_on_a_complete_run_says_so_and_succeeds(work, killed, capsys):
     before = {p: p.read_bytes() for p in (work / "out").rglob("*") if p.is_file()}
     capsys.readouterr()
     assert run_cli("run", "--output-dir", "out", *options, "--resume") == 0  # what a requeue script does
-    assert "out is a complete run of this command; nothing to resume" in capsys.readouterr().err
+    said = capsys.readouterr()
+    assert "out is a complete run of this command; nothing to resume" in said.err
+    assert said.out.startswith("run complete already, nothing written: out\n") and "written to" not in said.out
     assert {p: p.read_bytes() for p in (work / "out").rglob("*") if p.is_file()} == before
     code, err = invoke(capsys, "run", "--output-dir", "out", *options[:-1], "3", "--resume")
     assert_one_line_error(code, err, "complete run of another command", "limit was 2, now 3")

@@ -44,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from evalsuite.pipeline.run import RunOptions, run
+    from evalsuite.pipeline.run import RunOptions, complete_run, run
 
     common = dict(
         output_dir=args.output_dir,
@@ -60,7 +60,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         opts = demo.run_options(data_dir=args.data_dir, **common)
     else:
         opts = RunOptions(model=args.model, data_dir=args.data_dir, **common)
-    out = run(opts)
-    print(f"run written to {out}")
+    out = complete_run(opts)
+    if out is not None:  # the note on stderr says why
+        print(f"run complete already, nothing written: {out}")
+    else:
+        out = run(opts)
+        print(f"run written to {out}")
     print((out / "metrics.md").read_text(encoding="utf-8"), end="")
     return 0

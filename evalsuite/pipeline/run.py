@@ -160,6 +160,15 @@ def _already_complete(run_dir: Path, opts: RunOptions, table: Sequence[Benchmark
     return run_dir
 
 
+def complete_run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path | None:
+    """With `--resume` and an `--output-dir` that holds a complete run: that directory, when it is a run of
+    this command (a requeued job: nothing to do), a one-line error when it is of another; else None."""
+    requested = Path(opts.output_dir) if opts.output_dir else None
+    if requested is None or not opts.resume or not (requested / RESULTS_FILE).is_file():
+        return None
+    return _already_complete(requested, opts, table)
+
+
 def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
     """Evaluate and write the run directory; returns its path. Bad input fails before model time.
     `table`: the benchmarks to choose from (default the six of the leaderboard).
@@ -180,9 +189,10 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
     backend_opts = opts.backend_options()
     backend_module(backend_opts.backend)  # an unknown backend fails before anything is read
     parallel = opts.parallel()
+    done = complete_run(opts, table)
+    if done is not None:
+        return done
     requested = Path(opts.output_dir) if opts.output_dir else None
-    if requested is not None and opts.resume and (requested / RESULTS_FILE).is_file():
-        return _already_complete(requested, opts, table)
     if requested is not None:
         check_output_dir(requested)
         requested = resolve_link(requested)  # a link to an empty directory: the run goes there, the link stays
