@@ -189,9 +189,9 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
     backend_opts = opts.backend_options()
     backend_module(backend_opts.backend)  # an unknown backend fails before anything is read
     parallel = opts.parallel()
-    done = complete_run(opts, table)
-    if done is not None:
-        return done
+    complete = complete_run(opts, table)
+    if complete is not None:
+        return complete
     requested = Path(opts.output_dir) if opts.output_dir else None
     if requested is not None:
         check_output_dir(requested)
