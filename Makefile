@@ -53,7 +53,8 @@ EVAL_ARGS = $(call opt,--data-dir,$(DATA_DIR)) $(call opt,--output-dir,$(OUTPUT_
 
 help:
 	@echo "make eval [MODEL=<hub id or dir>] [DATA_DIR=dir] [BENCHMARKS=arc,mmlu] [LIMIT=n] [TORCH=torch] [RESUME=1]"
-	@echo "make test | make quality | make style"
+	@echo "make install   (the virtualenv .venv; every target runs it when needed)"
+	@echo "make test | make quality | make style | make clean"
 	@echo "make card RUN=<run dir> [CARD=<README.md to update>]"
 	@echo "make compare RUNS=\"<run dir> <run dir> ...\""
 	@echo "make merge RECIPE=<mergekit-moe recipe.yml> [GATE_MODES=hidden,cheap_embed,random] [BENCHMARKS=...] [LIMIT=n]"

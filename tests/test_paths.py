@@ -170,6 +170,7 @@ def test_a_usage_error_never_echoes_a_credential(argv, capsys, tmp_path):
     code = run_cli(*given)
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
+    assert err.rstrip().endswith("see `evalsuite run --help`")  # the help of the command given
     if argv[0] != "--limit":
         assert "plainsecret42" not in err, err
 

@@ -66,17 +66,15 @@ def published_titles(card_text: str | None, where: str) -> list[str]:
     return [spec.title for spec in BENCHMARKS if spec.name in found]
 
 
-_ALLOW = "or pass --allow-smoke to write them into the card marked as such"
-
-
 def refuse_smoke(run: RunResult, where: str, allow_smoke: bool) -> None:
     """Smoke-run scores (--limit, the demo) do not go into a published card (--update, --push) unless
     `allow_smoke`; checked before anything is fetched from the Hub."""
     if run.provenance.smoke and not allow_smoke:
-        limit = f"--limit {run.provenance.limit}" if run.provenance.limit else "a demo run"
+        what = f"--limit {run.provenance.limit}: a subset of the documents" if run.provenance.limit else "the demo"
         raise CardError(
-            f"{where}: refusing to put smoke-run scores ({limit}: a subset of the documents) into the card; "
-            f"run the full evaluation (no --limit, not --demo), {_ALLOW}"
+            f"{where}: refusing to put smoke-run scores ({what}) into the card; "
+            "run the full evaluation (no --limit, not --demo), or pass --allow-smoke to write them into the card "
+            "marked as such"
         )
 
 
@@ -87,8 +85,9 @@ def refuse_partial(run: RunResult, card_text: str | None, where: str, allow_smok
     if run.missing and published and not allow_smoke:
         titles = ", ".join(spec.title for spec in BENCHMARKS if spec.name in run.missing)
         raise CardError(
-            f"{where}: the run has no {titles} while the card publishes values for {len(published)} benchmarks; "
-            f"evaluate all six, {_ALLOW}"
+            f"{where}: the run has no {titles} while the card publishes values for {len(published)} "
+            f"benchmark{'s' if len(published) != 1 else ''}; evaluate all six, or pass --allow-smoke to write "
+            "the partial run into the card marked as such"
         )
 
 

@@ -138,9 +138,13 @@ def _notes(run: RunResult) -> list[str]:
     if run.missing:
         titles = ", ".join(spec.title for spec in BENCHMARKS if spec.name in run.missing)
         notes.append(f"Not evaluated: {titles}. Avg. is left out: it is the mean of all six benchmarks.")
-    if run.provenance.smoke:
-        limit = f" (--limit {run.provenance.limit})" if run.provenance.limit else ""
-        notes.append(f"Smoke run{limit}: scores on a subset of the documents, not comparable with the leaderboard.")
+    if run.provenance.smoke and run.provenance.limit:
+        notes.append(
+            f"Smoke run (--limit {run.provenance.limit}): scores on a subset of the documents, not comparable "
+            "with the leaderboard."
+        )
+    elif run.provenance.smoke:
+        notes.append("Demo run: a tiny random model on synthetic data, not comparable with the leaderboard.")
     return notes
 
 

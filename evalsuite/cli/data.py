@@ -9,11 +9,19 @@ from evalsuite.benchmarks.table import BENCHMARK_NAMES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="offline copies of the benchmark datasets")
+    p = sub.add_parser(
+        "data",
+        help="offline copies of the benchmark datasets",
+        description="Offline copies of the benchmark datasets, for `evalsuite run --data-dir` on a machine "
+        "without the Hub.",
+    )
     dsub = p.add_subparsers(dest="data_command", required=True)
     pull = dsub.add_parser(
         "pull",
         help="download every split the benchmarks read into DIR/<owner>/<name>/<config>/<split>.parquet",
+        description="Download every split the benchmarks read into DIR/<owner>/<name>/<config>/<split>.parquet "
+        "(from the Hub at the datasets' current commits, or --from-dir another copy), with origins.json "
+        "recording each split's commit or source and sha256; `evalsuite run --data-dir DIR` then reads it.",
     )
     pull.add_argument("dir", help="destination directory")
     pull.add_argument("--benchmarks", help=f"comma-separated subset of: {','.join(BENCHMARK_NAMES)}")

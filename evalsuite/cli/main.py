@@ -39,9 +39,11 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one `error:` line (exit 2) instead of a usage block."""
 
     commands: tuple[str, ...] = ()  # the top-level parser's command names
+    command: str | None = None  # the command given: the top-level parser's errors point to its help
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {_hide_values(message)}; see `{self.prog} --help`")
+        prog = f"{self.prog} {self.command}" if self.command and self.commands else self.prog
+        raise UsageError(f"{self.prog}: {_hide_values(message)}; see `{prog} --help`")
 
 
 # Each command is one module with `add_parser(sub)`; adding a command is one module and one line here.
@@ -71,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         got = f" (got: {' '.join(public_command(given))})" if given else ""  # never a token
         print(f"error: evalsuite: give a command{got}: {', '.join(commands)}; see `evalsuite --help`", file=sys.stderr)
         return 2
+
+    parser.command = next(word for word in given if word in commands) if not asks_help else None
 
     def fail(message: str, code: int) -> int:
         # every error may quote an argument: never a credential (evalsuite.paths.public_text)

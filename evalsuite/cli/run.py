@@ -24,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--revision", help="model revision on the Hub (branch, tag or commit); recorded in results")
     p.add_argument("--data-dir", help="read datasets offline from DIR/<owner>/<name>/<config>/<split>.parquet")
     p.add_argument(
-        "--output-dir", help="where to write the run (default results/<model>/<UTC timestamp>/); must not exist"
+        "--output-dir",
+        help="where to write the run (default results/<model>/<UTC timestamp>/); must not exist or be empty",
     )
     add_evaluation_options(p)
     # resume and load-check options (evalsuite.resume, evalsuite.checks)
