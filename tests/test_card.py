@@ -363,6 +363,31 @@ def test_update_changes_only_our_results_and_table(lb):
     assert new.index(START_MARKER) == new.index("# My model" + lb) + len("# My model" + lb)  # after 1st heading
 
 
+def test_updating_twice_keeps_the_card_from_before_evalsuite(tmp_path, capsys):
+    """`.bak` is the version an update replaced; `.orig` the first one evalsuite replaced, never overwritten."""
+    path = tmp_path / "README.md"
+    path.write_text(card_with_old_results(), encoding="utf-8")
+    original = path.read_bytes()
+    first_run = write_run(tmp_path / "run1", make_run(NEW, model="ConvexAI/BurningBruce-005"))
+    second_run = write_run(
+        tmp_path / "run2", make_run({k: v / 2 for k, v in NEW.items()}, model="ConvexAI/BurningBruce-005")
+    )
+    assert main(["card", str(first_run), "--update", str(path)]) == 0
+    first = path.read_bytes()
+    yaml = tmp_path / ".eval_results" / f"{BENCHMARKS[0].name}.yaml"
+    first_yaml = yaml.read_bytes()
+    assert main(["card", str(second_run), "--update", str(path)]) == 0
+    assert path.read_bytes() not in (original, first)
+    assert (tmp_path / "README.md.bak").read_bytes() == first
+    assert (tmp_path / "README.md.orig").read_bytes() == original
+    assert (
+        yaml.with_name(yaml.name + ".orig").read_bytes()
+        == first_yaml
+        == yaml.with_name(yaml.name + ".bak").read_bytes()
+    )
+    capsys.readouterr()
+
+
 def test_a_second_identical_update_is_a_no_op_with_a_backup_of_the_first(tmp_path, capsys):
     path = tmp_path / "README.md"
     path.write_text(card_with_old_results(), encoding="utf-8")
@@ -376,7 +401,9 @@ def test_a_second_identical_update_is_a_no_op_with_a_backup_of_the_first(tmp_pat
     assert "card unchanged" in capsys.readouterr().out
     assert path.read_bytes() == first
     assert (tmp_path / "README.md.bak").read_bytes() == original
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".eval_results", "README.md", "README.md.bak", "run"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".eval_results", "README.md", "README.md.bak", "README.md.orig", "run"
+    ]  # fmt: skip
     # the six .eval_results files beside the card, written once (no temp files, no backups of unchanged ones)
     written = sorted(p.name for p in (tmp_path / ".eval_results").iterdir())
     assert written == sorted(f"{s.name}.yaml" for s in BENCHMARKS)

@@ -20,7 +20,7 @@ from evalsuite.benchmarks.spec import BenchmarkSpec
 from evalsuite.benchmarks.table import BENCHMARKS
 from evalsuite.card.source import Origin
 from evalsuite.errors import CardError
-from evalsuite.fsio import atomic_write_bytes, atomic_write_text
+from evalsuite.fsio import replace_keeping_old
 from evalsuite.results import BenchmarkScore, RunResult
 
 if TYPE_CHECKING:
@@ -134,19 +134,9 @@ def read_local(root: Path, paths: list[str]) -> dict[str, str | None]:
 
 
 def write_files(root: Path, files: Mapping[str, str]) -> list[str]:
-    """Write each file under `root` atomically, a changed one first copied to `<file>.bak`; returns the
-    paths written (unchanged files are left alone)."""
-    written = []
-    for rel, text in files.items():
-        path = root / rel
-        if path.is_file():
-            old = path.read_bytes()
-            if old == text.encode("utf-8"):
-                continue
-            atomic_write_bytes(path.with_name(path.name + ".bak"), old)
-        atomic_write_text(path, text)
-        written.append(rel)
-    return written
+    """Write each file under `root` atomically, a changed one first copied to `<file>.bak` (and the first
+    time to `<file>.orig`); returns the paths written (unchanged files are left alone)."""
+    return [rel for rel, text in files.items() if replace_keeping_old(root / rel, text)]
 
 
 def run_files(run: RunResult, source_url: str, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> dict[str, str]:

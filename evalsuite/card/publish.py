@@ -15,11 +15,9 @@ from evalsuite.card.read import read_text, warn
 from evalsuite.card.source import origins_of
 from evalsuite.card.update import merge_runs, update_card_text
 from evalsuite.errors import ConfigError, OutputExistsError
-from evalsuite.fsio import atomic_write_bytes, atomic_write_text, resolve_link
+from evalsuite.fsio import replace_keeping_old, resolve_link
 from evalsuite.paths import public_url
 from evalsuite.results import RESULTS_FILE, RunResult, load_run
-
-BACKUP_SUFFIX = ".bak"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,24 +49,16 @@ class CardPlan:
     hub_commit: str | None = None
 
 
-def backup_path(path: Path) -> Path:
-    return path.with_name(path.name + BACKUP_SUFFIX)
-
-
 def write_card(path: Path, text: str) -> str:
-    """Write atomically, an existing card first copied to `<card>.bak`; returns created/updated/unchanged.
-    A read-only card is a CardError. A card that is a symbolic link stays one: its target is written."""
+    """Write atomically, an existing card first copied to `<card>.bak` (and the first time to `<card>.orig`);
+    returns created/updated/unchanged. A read-only card is a CardError. A card that is a symbolic link
+    stays one: its target is written."""
     path = resolve_link(path)
     check_writable(path)
-    if path.exists():
-        old = path.read_bytes()
-        if old == text.encode("utf-8"):
-            return "unchanged"
-        atomic_write_bytes(backup_path(path), old)
-        atomic_write_text(path, text)
-        return "updated"
-    atomic_write_text(path, text)
-    return "created"
+    existed = path.exists()
+    if not replace_keeping_old(path, text):
+        return "unchanged"
+    return "updated" if existed else "created"
 
 
 def _link(run: RunResult, card_dir: Path) -> str:
