@@ -100,6 +100,35 @@ def test_each_variant_is_a_complete_run_with_its_card(report: Path) -> None:
 
 
 @pytest.mark.slow
+def test_what_mergekit_warns_of_is_in_the_report(
+    report: Path, workdir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """mergekit-moe, run here on its own over the same recipe, warns (the tiny random experts' hidden
+    states route alike); each warning is under the report's Warnings, with its gate mode."""
+    import logging
+
+    from mergekit.merge import MergeOptions
+    from mergekit.moe.config import MoEMergeConfig
+    from mergekit.scripts.moe import build
+
+    from evalsuite.merge.recipe import load_recipe
+
+    config = load_recipe(workdir / f"{RECIPE_NAME}.yml").mergekit_config("hidden")
+    with caplog.at_level(logging.WARNING):
+        build(
+            MoEMergeConfig.model_validate(config),
+            out_path=str(tmp_path / "m"),
+            merge_options=MergeOptions(device="cpu", quiet=True),
+            device="cpu",
+        )
+    warned = {r.getMessage().strip() for r in caplog.records if r.levelno >= logging.WARNING}
+    assert warned
+    text = (report / "report.md").read_text(encoding="utf-8")
+    section = text[text.index("### Warnings") :]
+    for message in warned:
+        assert f"- mergekit-moe, gate mode hidden: {message}" in section
+
+
 def test_comparison_has_one_row_per_variant_and_paired_tests(report: Path) -> None:
     compare_md = (report / "compare" / "compare.md").read_text(encoding="utf-8")
     assert [row[0] for row in _table(compare_md, "Scores (%)")] == [f"{RECIPE_NAME}-{m}" for m in GATE_MODES]

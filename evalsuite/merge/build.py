@@ -6,6 +6,8 @@ atomic rename of a finished build, so a directory that exists is complete and is
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -30,13 +32,27 @@ class Variant:
     digest: str
     seed: int = MERGE_SEED
     reused: bool = False  # found in the cache rather than built now
+    warnings: tuple[str, ...] = ()  # what mergekit-moe warned of while merging it (kept with the merge)
 
 
 def cache_dir(recipe: Recipe, gate_mode: str) -> Path:
     return cache_root() / "merge" / recipe.digest() / f"{recipe.name}-{gate_mode}"
 
 
-def _merge(recipe: Recipe, gate_mode: str, out: Path, device: str, seed: int) -> None:
+class _Warnings(logging.Handler):
+    """The warnings mergekit-moe logs while it merges (e.g. degenerate routing parameters)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage().strip()
+        if message and message not in self.messages:
+            self.messages.append(message)
+
+
+def _merge(recipe: Recipe, gate_mode: str, out: Path, device: str, seed: int) -> list[str]:
     import torch
     from mergekit.merge import MergeOptions
     from mergekit.moe.config import MoEMergeConfig
@@ -44,6 +60,8 @@ def _merge(recipe: Recipe, gate_mode: str, out: Path, device: str, seed: int) ->
 
     config = MoEMergeConfig.model_validate(recipe.mergekit_config(gate_mode))
     options = MergeOptions(device=device, quiet=True)
+    warned = _Warnings()
+    logging.getLogger().addHandler(warned)  # mergekit-moe logs on the root logger
     # A local generator state: the caller's RNG is untouched, and the same seed gives the same routers.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -54,6 +72,9 @@ def _merge(recipe: Recipe, gate_mode: str, out: Path, device: str, seed: int) ->
                 f"{recipe.path}: mergekit-moe refused it with gate mode {gate_mode} (its reasons are logged "
                 "above); check the models' architecture against mergekit-moe's Mixtral, Qwen and DeepSeek outputs"
             ) from exc
+        finally:
+            logging.getLogger().removeHandler(warned)
+    return warned.messages
 
 
 def build_variant(recipe: Recipe, gate_mode: str, device: str = "cpu") -> Variant:
@@ -63,7 +84,7 @@ def build_variant(recipe: Recipe, gate_mode: str, device: str = "cpu") -> Varian
     reused = final.is_dir()
 
     def merge_into(tmp: Path) -> None:
-        _merge(recipe, gate_mode, tmp, device, seed)
+        warnings = _merge(recipe, gate_mode, tmp, device, seed)
         info = {
             "recipe": str(recipe.path.resolve()),
             "recipe_digest": digest,
@@ -71,7 +92,11 @@ def build_variant(recipe: Recipe, gate_mode: str, device: str = "cpu") -> Varian
             "seed": seed,
             "mergekit": recipe.mergekit_config(gate_mode),
             "mergekit_version": metadata.version("mergekit"),
+            "mergekit_warnings": warnings,
         }
         atomic_write_json(tmp / MERGE_INFO, info)
 
-    return Variant(gate_mode, build_dir_once(final, merge_into), digest, seed, reused=reused)
+    model_dir = build_dir_once(final, merge_into)
+    info = json.loads((model_dir / MERGE_INFO).read_text(encoding="utf-8"))
+    warnings = tuple(info.get("mergekit_warnings", ()))  # a merge cached by an older version has none recorded
+    return Variant(gate_mode, model_dir, digest, seed, reused=reused, warnings=warnings)

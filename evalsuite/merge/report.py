@@ -112,7 +112,8 @@ def merge_and_evaluate(opts: MergeOptions) -> Path:
     table = intent.intent_table(recipe, runs)
     atomic_write_text(out / INTENT_CSV, table.to_csv(index=False))
     intent.plot(recipe, table, out / INTENT_PNG)
-    notes = intent.warnings(table, len(recipe.experts))
+    notes = [f"mergekit-moe, gate mode {v.gate_mode}: {w}" for v in variants for w in v.warnings]
+    notes += intent.warnings(table, len(recipe.experts))
     for note in notes:
         _say(f"warning: {note}")
 
@@ -146,7 +147,9 @@ def _report(recipe: Recipe, variants: Sequence[Variant], scores_md: str, table: 
         f"| [card]({v.gate_mode}/{CARD_FILE}) |\n"
         for v in variants
     )
-    warned = "".join(f"- {n}\n" for n in notes) or "None: no expert is starved and no gate collapsed.\n"
+    warned = "".join(f"- {n}\n" for n in notes) or (
+        "None: mergekit-moe warned of nothing, no expert is starved and no gate collapsed.\n"
+    )
     return "\n".join(
         [
             f"# Merge report: {recipe.name}\n",
