@@ -195,7 +195,8 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
         if opts.progress and sys.stderr.isatty():  # hashing a large model's files and loading it take minutes: say so
             print(f"loading {opts.model} ({opts.backend} backend)", file=sys.stderr)
         versions = package_versions()
-        files = resolve(backend_opts)  # once: the fingerprint and the loaded weights are of the same files
+        # once: the fingerprint and the loaded weights are of the same files
+        files = resolve(backend_opts, opts.progress)
         fingerprint = run_fingerprint(backend_opts, files, source, versions)
         session.check_fingerprint(fingerprint, tuple(fingerprint.fields))  # before the model loads
 
