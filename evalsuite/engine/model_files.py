@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalsuite.cache import cache_root
+from evalsuite.engine.truncation import silence_too_long_warning
 from evalsuite.engine.weights import WEIGHT_SUFFIXES, model_files_sha256, paths_sha256
 from evalsuite.errors import ConfigError, ModelError, one_line
 from evalsuite.fsio import atomic_write_json
@@ -221,6 +222,7 @@ def load_config_and_tokenizer(path: Path, trust_remote_code: bool) -> tuple[Any,
             f"model dir {path}: the tokenizer could not be loaded ({type(exc).__name__}: {one_line(exc)}); "
             "the directory needs the model's tokenizer files (e.g. tokenizer.json and tokenizer_config.json)"
         ) from exc
+    silence_too_long_warning(tokenizer)  # every input is cut to the max length before the model sees it
     return config, tokenizer
 
 

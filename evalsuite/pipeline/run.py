@@ -171,6 +171,7 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
     from evalsuite.engine import backend_module, load_backend
     from evalsuite.engine.accounting import Accountant
     from evalsuite.engine.model_files import resolve
+    from evalsuite.engine.truncation import cut_note, per_request_warnings_silenced
     from evalsuite.pipeline.evaluate import evaluate, no_observer, prepare_all
     from evalsuite.resume.fingerprint import run_fingerprint
     from evalsuite.resume.session import RunSession
@@ -232,15 +233,23 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
                 with accountant.track(name), route(name):
                     yield
 
-            fresh = evaluate(
-                backend,
-                todo,
-                prepared,
-                answered=earlier,
-                progress=opts.progress,
-                observer=observer,
-                on_done=lambda name, outcome, reused: session.save_benchmark(recorder, name, outcome, reused),
-            )
+            def benchmark_done(name: str, outcome: Any, reused: int) -> None:
+                session.save_benchmark(recorder, name, outcome, reused)
+                cost = accountant.done[name]  # after the benchmark's bar has closed: a line of its own
+                note = cut_note(name, cost.truncated_requests, cost.requests, files.max_length)
+                if note:
+                    print(note, file=sys.stderr)
+
+            with per_request_warnings_silenced():  # one note per benchmark instead
+                fresh = evaluate(
+                    backend,
+                    todo,
+                    prepared,
+                    answered=earlier,
+                    progress=opts.progress,
+                    observer=observer,
+                    on_done=benchmark_done,
+                )
             settings = {"backend": opts.backend, **backend.settings, "benchmarks": accountant.to_dict()}
         finally:
             loaded.close()  # with the hooks of its meter and router counter
