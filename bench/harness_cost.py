@@ -138,7 +138,7 @@ def one_scale(scale: float, out: Path) -> dict[str, Any]:
         (evaluate, "score_doc", "scoring documents"),
         (session.RunSession, "save_benchmark", "writing samples"),
         (accounting, "unique_prefix_floor", "accounting floor"),
-        (accounting, "loglikelihood_inputs", "accounting tokenisation"),
+        (accounting, "loglikelihood_requests", "accounting tokenisation"),
         (hf, "load_model", "loading the model"),
         (fast_lm.FastLM, "loglikelihood", BACKEND),
         (fast_lm.FastLM, "generate_until", BACKEND),

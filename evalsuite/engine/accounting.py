@@ -9,6 +9,8 @@ Definitions (also in the README, "Backends"):
 - model_seconds: wall time inside the backend's calls; tokens_per_second = tokens_forwarded / model_seconds.
 - exact_path_requests: (fast backend) requests answered by the exact path: truncation, and in reduced
   precision generations and the choices of documents that its rounding could reorder.
+- truncated_requests: requests longer than the model's max length, cut from the left as v1 cut them
+  (evalsuite.engine.truncation says when).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 from evalsuite.benchmarks.contract import Request
 from evalsuite.engine.base import CostMeter
 from evalsuite.engine.fast.trie import unique_prefix_floor
-from evalsuite.engine.tokenize import encode_pairs, prefix_token_id
+from evalsuite.engine.tokenize import TokenRequest, encode, encode_pairs, prefix_token_id
+from evalsuite.engine.truncation import generation_cut, loglikelihood_cut
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,7 @@ class BenchmarkCost:
     unique_prefix_floor: int | None  # None: no log-likelihood requests
     model_seconds: float
     exact_path_requests: int | None = None  # fast backend: requests it sent to the exact path
+    truncated_requests: int | None = None  # cut from the left to fit the max length (None: not known)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = asdict(self)
@@ -44,10 +48,17 @@ class BenchmarkCost:
         return d
 
 
-def loglikelihood_inputs(tokenizer: Any, requests: Sequence[Request], max_length: int) -> list[tuple[int, ...]]:
-    """The model input of each log-likelihood request, left-truncated as the exact path feeds it."""
+def loglikelihood_requests(tokenizer: Any, requests: Sequence[Request]) -> list[TokenRequest]:
+    """The log-likelihood requests as token ids, as the exact path encodes them."""
     pairs = [(req.context, req.continuation or "") for req in requests if req.request_type == "loglikelihood"]
-    return [r.truncated_input(max_length) for r in encode_pairs(tokenizer, pairs, prefix_token_id(tokenizer))]
+    return encode_pairs(tokenizer, pairs, prefix_token_id(tokenizer))
+
+
+def truncated(tokenizer: Any, requests: Sequence[Request], encoded: Sequence[TokenRequest], max_length: int) -> int:
+    """How many of `requests` are cut from the left (`encoded`: their log-likelihood requests as token ids)."""
+    cut = sum(loglikelihood_cut(r.length, max_length) for r in encoded)
+    generations = (req for req in requests if req.request_type == "generate_until")
+    return cut + sum(generation_cut(len(encode(tokenizer, req.context)), max_length) for req in generations)
 
 
 class Accountant:
@@ -55,7 +66,8 @@ class Accountant:
 
     Knows no backend by name: the backend's CostMeter says what it forwarded (without one, as for
     data-parallel replicas or vllm, tokens are not known and only the time is recorded) and hands over
-    the inputs it tokenised for the floor, when it keeps them; else the requests are tokenised here."""
+    the requests it tokenised (for the floor and the truncation count), when it keeps them; else the
+    requests are tokenised here."""
 
     def __init__(
         self, meter: CostMeter | None, tokenizer: Any, max_length: int, requests: Mapping[str, Sequence[Request]]
@@ -73,17 +85,21 @@ class Accountant:
         yield
         seconds = time.perf_counter() - started
         requests = self.requests.get(benchmark, ())
-        inputs = meter.take_inputs() if meter is not None else None
-        if inputs is None and self.tokenizer is not None:
-            inputs = loglikelihood_inputs(self.tokenizer, requests, self.max_length)
+        encoded = meter.take_inputs() if meter is not None else None
+        if encoded is None and self.tokenizer is not None:
+            encoded = loglikelihood_requests(self.tokenizer, requests)
+        inputs = [r.truncated_input(self.max_length) for r in encoded or ()]
         floor = unique_prefix_floor(inputs) if inputs else None
+        cut = (
+            truncated(self.tokenizer, requests, encoded or (), self.max_length) if self.tokenizer is not None else None
+        )
         tokens = positions = exact_requests = None
         if meter is not None and before is not None:
             after = meter.reading()
             tokens, positions = after.positions - before.positions, after.padded - before.padded
             if after.exact_requests is not None and before.exact_requests is not None:
                 exact_requests = after.exact_requests - before.exact_requests
-        self.done[benchmark] = BenchmarkCost(len(requests), tokens, positions, floor, seconds, exact_requests)
+        self.done[benchmark] = BenchmarkCost(len(requests), tokens, positions, floor, seconds, exact_requests, cut)
 
     def to_dict(self) -> dict[str, Any]:
         """The `benchmarks` entry of results.json's `engine` section."""

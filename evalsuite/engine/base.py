@@ -43,6 +43,7 @@ from evalsuite.errors import ConfigError
 if TYPE_CHECKING:
     from lm_eval.api.model import LM
 
+    from evalsuite.engine.tokenize import TokenRequest
     from evalsuite.results import ModelInfo
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -92,9 +93,10 @@ class CostMeter(Protocol):
 
     def reading(self) -> CostReading: ...
 
-    def take_inputs(self) -> list[tuple[int, ...]] | None:
-        """The log-likelihood model inputs since the last take (for the unique-prefix floor), or None
-        when the meter does not keep them (the accounting then tokenises the requests itself)."""
+    def take_inputs(self) -> list[TokenRequest] | None:
+        """The log-likelihood requests as token ids since the last take (for the unique-prefix floor and
+        the truncation count), or None when the meter does not keep them (the accounting then tokenises the
+        requests itself)."""
         ...
 
 

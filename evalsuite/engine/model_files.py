@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalsuite.cache import cache_root
-from evalsuite.engine.weights import WEIGHT_SUFFIXES, file_sha256, model_files_sha256
+from evalsuite.engine.truncation import silence_too_long_warning
+from evalsuite.engine.weights import WEIGHT_SUFFIXES, model_files_sha256, paths_sha256
 from evalsuite.errors import ConfigError, ModelError, one_line
 from evalsuite.fsio import atomic_write_json
 from evalsuite.hub import repos
@@ -65,18 +66,21 @@ class ModelFiles:
         return replace(self, directory=path)
 
 
-def resolve(options: BackendOptions) -> ModelFiles:
-    """The model `options` name, resolved once for the run (each failure one line naming the fix)."""
+def resolve(options: BackendOptions, progress: bool = False) -> ModelFiles:
+    """The model `options` name, resolved once for the run (each failure one line naming the fix).
+    `progress`: a bar on stderr while files are hashed (not when their digests are known)."""
     path, snapshot = _locate(options)
     config, tokenizer = load_config_and_tokenizer(path, options.trust_remote_code)
     if snapshot is None:
-        files = model_files_sha256(path)
+        files = model_files_sha256(path, progress)
         weights = {name: digest for name, digest in files.items() if name.endswith(WEIGHT_SUFFIXES)}
         commit, all_files = None, files
     else:
         names = sorted(p.name for p in path.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
-        # The Hub declares the digests of its LFS files: a large checkpoint is not read again to hash it.
-        weights = {name: snapshot.lfs_sha256.get(name) or file_sha256(path / name) for name in names}
+        # The Hub declares the digests of its LFS files: a large checkpoint is not read again to hash it
+        # (offline, the Hub is not asked: the files are hashed, once).
+        undeclared = paths_sha256([path / name for name in names if name not in snapshot.lfs_sha256], progress)
+        weights = {name: snapshot.lfs_sha256.get(name) or undeclared[path / name] for name in names}
         commit, all_files = snapshot.commit, None
     return ModelFiles(
         model=options.model,
@@ -218,6 +222,7 @@ def load_config_and_tokenizer(path: Path, trust_remote_code: bool) -> tuple[Any,
             f"model dir {path}: the tokenizer could not be loaded ({type(exc).__name__}: {one_line(exc)}); "
             "the directory needs the model's tokenizer files (e.g. tokenizer.json and tokenizer_config.json)"
         ) from exc
+    silence_too_long_warning(tokenizer)  # every input is cut to the max length before the model sees it
     return config, tokenizer
 
 

@@ -180,6 +180,7 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
     from evalsuite.engine import backend_module, load_backend
     from evalsuite.engine.accounting import Accountant
     from evalsuite.engine.model_files import resolve
+    from evalsuite.engine.truncation import cut_note, per_request_warnings_silenced
     from evalsuite.pipeline.evaluate import evaluate, no_observer, prepare_all
     from evalsuite.resume.fingerprint import run_fingerprint
     from evalsuite.resume.session import RunSession
@@ -205,7 +206,8 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
         if opts.progress and sys.stderr.isatty():  # hashing a large model's files and loading it take minutes: say so
             print(f"loading {opts.model} ({opts.backend} backend)", file=sys.stderr)
         versions = package_versions()
-        files = resolve(backend_opts)  # once: the fingerprint and the loaded weights are of the same files
+        # once: the fingerprint and the loaded weights are of the same files
+        files = resolve(backend_opts, opts.progress)
         fingerprint = run_fingerprint(backend_opts, files, source, versions)
         session.check_fingerprint(fingerprint, tuple(fingerprint.fields))  # before the model loads
 
@@ -241,15 +243,23 @@ def run(opts: RunOptions, table: Sequence[BenchmarkSpec] = BENCHMARKS) -> Path:
                 with accountant.track(name), route(name):
                     yield
 
-            fresh = evaluate(
-                backend,
-                todo,
-                prepared,
-                answered=earlier,
-                progress=opts.progress,
-                observer=observer,
-                on_done=lambda name, outcome, reused: session.save_benchmark(recorder, name, outcome, reused),
-            )
+            def benchmark_done(name: str, outcome: Any, reused: int) -> None:
+                session.save_benchmark(recorder, name, outcome, reused)
+                cost = accountant.done[name]  # after the benchmark's bar has closed: a line of its own
+                note = cut_note(name, cost.truncated_requests, cost.requests, files.max_length)
+                if note:
+                    print(note, file=sys.stderr)
+
+            with per_request_warnings_silenced():  # one note per benchmark instead
+                fresh = evaluate(
+                    backend,
+                    todo,
+                    prepared,
+                    answered=earlier,
+                    progress=opts.progress,
+                    observer=observer,
+                    on_done=benchmark_done,
+                )
             settings = {"backend": opts.backend, **backend.settings, "benchmarks": accountant.to_dict()}
         finally:
             loaded.close()  # with the hooks of its meter and router counter

@@ -28,7 +28,7 @@ from evalsuite.engine.fast.scorer import Counters, PrefixScorer
 from evalsuite.engine.fast.ties import Settler
 from evalsuite.engine.fast.trie import build_plan
 from evalsuite.engine.hf import FedPositions
-from evalsuite.engine.tokenize import encode, encode_pairs, prefix_token_id
+from evalsuite.engine.tokenize import TokenRequest, encode, encode_pairs, prefix_token_id
 from evalsuite.errors import ConfigError, NonFiniteAnswer
 from evalsuite.precision import reduced_precision
 
@@ -58,9 +58,9 @@ class FastLM(LM):
         self.counters = Counters()
         self._exact = 0  # requests answered by the exact path
         self._exact_fed = 0  # positions the exact path was fed (all real: batch size 1)
-        # The log-likelihood model inputs since `take_inputs`; None until `keep_inputs` (a data-parallel
-        # replica or a bench script never asks, and must not keep every input of a run).
-        self._inputs: list[tuple[int, ...]] | None = None
+        # The log-likelihood requests as token ids since `take_inputs`; None until `keep_inputs` (a
+        # data-parallel replica or a bench script never asks, and must not keep every request of a run).
+        self._inputs: list[TokenRequest] | None = None
         pad = self.tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else self.tokenizer.eos_token_id or 0)
 
@@ -86,14 +86,13 @@ class FastLM(LM):
         return CostReading(c.positions + self._exact_fed, c.padded + self._exact_fed, self._exact)
 
     def keep_inputs(self) -> None:
-        """From now on keep each log-likelihood request's model input for `take_inputs`."""
+        """From now on keep each log-likelihood request's token ids for `take_inputs`."""
         if self._inputs is None:
             self._inputs = []
 
-    def take_inputs(self) -> list[tuple[int, ...]] | None:
-        """The model input of each log-likelihood request answered since the last call, left-truncated as
-        the exact path feeds it: what the accounting's unique-prefix floor counts, tokenised once. None
-        before `keep_inputs`."""
+    def take_inputs(self) -> list[TokenRequest] | None:
+        """Each log-likelihood request answered since the last call, as token ids: what the accounting's
+        unique-prefix floor and truncation count read, tokenised once. None before `keep_inputs`."""
         inputs = self._inputs
         if inputs is not None:
             self._inputs = []
@@ -103,7 +102,7 @@ class FastLM(LM):
         prefix = prefix_token_id(self.tokenizer)
         encoded = encode_pairs(self.tokenizer, [(req.args[0], req.args[1]) for req in requests], prefix)
         if self._inputs is not None:
-            self._inputs += [e.truncated_input(self.max_length) for e in encoded]
+            self._inputs += encoded
         fast = [i for i, e in enumerate(encoded) if e.fits(self.max_length) and self._in_window(e.length)]
         slow = sorted(set(range(len(requests))) - set(fast))
         plan = build_plan([encoded[i] for i in fast])
