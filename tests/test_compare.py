@@ -363,19 +363,21 @@ def test_a_difference_of_float_rounding_is_not_called_a_difference(tmp_path):
     same, moved = result.significance.loc[("org/b", "truthfulqa")], result.significance.loc[("org/c", "truthfulqa")]
     assert same["ci_high"] < 0 and same["within_rounding"] and not same["significant"]
     assert moved["ci_high"] < 0 and not moved["within_rounding"] and moved["significant"]
+    assert (same["verdict"], moved["verdict"]) == ("within rounding", "differs")
     report = result.significance_md()
     assert "within rounding" in report and "differs" in report
 
 
-def test_within_rounding_needs_a_continuous_metric_and_the_same_card_value(tmp_path):
+def test_within_rounding_needs_the_same_card_value(tmp_path):
     same = write_run(tmp_path, "org/a", {"winogrande": [1, 0, 1, 1], "truthfulqa": [0.5] * 8})
     equal = write_run(tmp_path, "org/b", {"winogrande": [1, 0, 1, 1], "truthfulqa": [0.5 * (1 + 1.9e-4)] * 8})
     result = compare([same, equal], n_resamples=100).significance
-    # equal 0/1 results are equal, not "rounding"; every mc2 moved within the relative bound, but the
-    # card value moved from 50.00 to 50.01: that is a difference evalsuite verify reports too
-    assert result.loc[("org/b", "winogrande"), "within_rounding"] is None
+    # equal documents (values and log-likelihoods) are identical; every mc2 moved within the relative
+    # bound, but the card value moved from 50.00 to 50.01: that is a difference evalsuite verify reports too
+    assert result.loc[("org/b", "winogrande"), "verdict"] == "identical"
     assert result.loc[("org/b", "truthfulqa"), "within_rounding"] is False
     assert result.loc[("org/b", "truthfulqa"), "significant"]
+    assert result.loc[("org/b", "truthfulqa"), "verdict"] == "differs"
 
 
 def test_a_nan_document_metric_gets_no_verdict_but_a_reason(tmp_path):
@@ -388,5 +390,5 @@ def test_a_nan_document_metric_gets_no_verdict_but_a_reason(tmp_path):
     result = compare([a, b], n_resamples=100)
     row = result.significance.loc[("org/b", "truthfulqa")]
     assert "non-finite mc2 on 1 documents (doc 1 first)" in row["reason"] and not row["significant"]
-    report = result.significance_md()
-    assert "within noise" not in report and "non-finite mc2" in report
+    assert row["verdict"] == "no paired test"
+    assert "non-finite mc2" in result.significance_md()

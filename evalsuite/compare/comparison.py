@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from evalsuite import __version__
 from evalsuite.benchmarks.table import BENCHMARK_NAMES, BENCHMARKS, BY_NAME
 from evalsuite.compare.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, paired_test
+from evalsuite.compare.verdict import Verdict, legend
 from evalsuite.errors import CompareError
 from evalsuite.naming import display_name
 from evalsuite.pipeline.rundir import RESULTS_ROOT
@@ -40,6 +41,8 @@ SIGNIFICANCE_COLUMNS: dict[str, tuple[str, Any]] = {
     "ci_high": ("ci_high", float),
     "significant": ("significant", object),  # the interval excludes 0, by more than float rounding
     "within_rounding": ("within_rounding", object),  # every document within float rounding of the baseline
+    "identical": ("identical", object),  # every document bit for bit the baseline's
+    "verdict": ("verdict", object),  # evalsuite.compare.verdict.Verdict, its legend in the report
     "mcnemar_p": ("mcnemar_p", float),
     "baseline_only": ("only_a", "Int64"),  # documents only the baseline got right
     "model_only": ("only_b", "Int64"),
@@ -229,7 +232,7 @@ class Comparison:
         for model, records in by_model.items():
             reasons = {str(r["reason"]).removeprefix(f"{r['benchmark']}: ") for r in records}
             if len(reasons) == 1 and not any(_missing(r["reason"]) for r in records):  # a card: one line, not six
-                rows.append([model, "all", "", "", "", "", "", f"no paired test: {reasons.pop()}"])
+                rows.append([model, "all", "", "", "", "", "", f"{Verdict.NO_TEST}: {reasons.pop()}"])
                 continue
             rows += [[model, str(r["benchmark"]), *_significance_cells(r)] for r in records]
         level = f"{100 * self.confidence:g}%"
@@ -279,8 +282,8 @@ class Comparison:
             f"On the documents both runs evaluated with the same prompts: {level} paired bootstrap "
             f"percentile interval of the difference ({self.n_resamples} resamples, seed {self.seed}; MMLU "
             "resampled within subjects, macro mean), and McNemar's exact test for accuracy metrics (mc2 is "
-            "continuous). 'differs' means the interval excludes 0; 'within rounding' that every document's "
-            "value is within float rounding of the baseline's (as between backends or devices on one model).\n",
+            "continuous). The verdicts:\n",
+            legend(),
             self.significance_md(),
             f"## Prompts against {self.baseline}\n",
             self.prompts_md(),
@@ -403,12 +406,11 @@ def _missing(value: Any) -> bool:
 
 def _significance_cells(r: Mapping[Any, Any]) -> list[str]:
     if not _missing(r["reason"]):
-        return ["", "", "", "", "", f"no paired test: {r['reason']}"]
+        return ["", "", "", "", "", f"{Verdict.NO_TEST}: {r['reason']}"]
     ci = f"[{_pct(r['ci_low'], '+')}, {_pct(r['ci_high'], '+')}]"
     p = "" if _missing(r["mcnemar_p"]) else f"{r['mcnemar_p']:.4g}"
     discordant = "" if _missing(r["baseline_only"]) else f"{r['baseline_only']} / {r['model_only']}"
-    verdict = "within rounding" if r["within_rounding"] else "differs" if r["significant"] else "within noise"
-    return [str(r["n_docs"]), _pct(r["delta"], "+"), ci, p, discordant, verdict]
+    return [str(r["n_docs"]), _pct(r["delta"], "+"), ci, p, discordant, str(r["verdict"])]
 
 
 def _pct(value: Any, sign: str = "") -> str:

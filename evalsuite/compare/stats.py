@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from evalsuite.benchmarks.spec import BenchmarkSpec
+from evalsuite.compare.verdict import Verdict, decide
 from evalsuite.errors import CompareError, RunDirError
 from evalsuite.results import DocRecord, RunResult, read_samples
 from evalsuite.scoring import macro_mean
@@ -41,10 +42,11 @@ class PairedResult:
     only_a: int | None = None  # documents that only run a got right
     only_b: int | None = None
     reason: str | None = None
-    # A continuous metric whose every document is within float rounding of the other run's, by evalsuite
-    # verify's policy (e.g. the fast and hf backends, or two GPUs, on one model): never a difference,
-    # whatever the interval. None for 0/1 metrics, which have no rounding.
+    # Every document the same result as the other run's by evalsuite verify's policy (log-likelihoods
+    # within its tolerance, as between the fast and hf backends, or two GPUs, on one model): never a
+    # difference, whatever the interval.
     within_rounding: bool | None = None
+    identical: bool | None = None  # every document's value and outputs bit for bit the other run's
 
     @property
     def significant(self) -> bool | None:
@@ -53,16 +55,27 @@ class PairedResult:
             return None
         return not self.within_rounding and (self.ci_low > 0 or self.ci_high < 0)
 
+    @property
+    def verdict(self) -> Verdict:
+        return decide(
+            reason=self.reason,
+            identical=bool(self.identical),
+            within_rounding=bool(self.within_rounding),
+            excludes_zero=bool(self.significant),
+        )
 
-def _within_rounding(a: Sequence[float], b: Sequence[float], strata: Sequence[str | None] | None) -> bool:
-    """A continuous metric (mc2) that `evalsuite verify` would call the same result: every document within
-    its relative bound, and the same two-decimal card value. (0/1 metrics have no rounding: a flip is a
-    difference, and equal values are equal.)"""
-    from evalsuite.fidelity.tolerance import DEFAULT_TOLERANCE, same_card_value, within_relative
 
-    if not all(within_relative(y, x, DEFAULT_TOLERANCE) for x, y in zip(a, b, strict=True)):
-        return False
-    return same_card_value(macro_mean(a, strata), macro_mean(b, strata))
+def _same_result(
+    a: RunResult, b: RunResult, spec: BenchmarkSpec, pairs: Sequence[tuple[DocRecord, DocRecord]]
+) -> tuple[bool, bool]:
+    """(within rounding, bit for bit) of b's documents against a's: `evalsuite verify`'s verdict under the
+    policy of both runs' dtypes (same result; exact)."""
+    from evalsuite.fidelity.tolerance import Tolerance, compare_benchmark
+    from evalsuite.fidelity.tolerance import Verdict as Rule
+
+    tol = Tolerance.for_dtypes(a.model.dtype, b.model.dtype)
+    rule = compare_benchmark(spec, [da for da, _ in pairs], [db for _, db in pairs], tol).verdict
+    return rule is not Rule.DIFFERS, rule is Rule.EXACT
 
 
 def mcnemar_exact(a: Sequence[float], b: Sequence[float]) -> tuple[float, int, int]:
@@ -214,11 +227,13 @@ def paired_test(
     if spec.binary:
         # MMLU: one 2x2 table pooled over all subjects (do the discordant docs split evenly?).
         p, only_a, only_b = mcnemar_exact(va, vb)
-    rounding = None if spec.binary else _within_rounding(va, vb, strata)
+    rounding, exact = _same_result(a, b, spec, pairs)
     return PairedResult(
         benchmark=spec.name,
         metric=spec.metric,
         within_rounding=rounding,
+        # exact: the policy's word for bit-identical outputs; the metric's values must match too
+        identical=exact and va == vb,
         n_docs=len(pairs),
         score_a=macro_mean(va, strata),
         score_b=macro_mean(vb, strata),
