@@ -138,6 +138,7 @@ def one_scale(scale: float, out: Path) -> dict[str, Any]:
         (evaluate, "score_doc", "scoring documents"),
         (session.RunSession, "save_benchmark", "writing samples"),
         (accounting, "unique_prefix_floor", "accounting floor"),
+        (accounting, "truncated", "accounting: requests cut"),
         (accounting, "loglikelihood_requests", "accounting tokenisation"),
         (hf, "load_model", "loading the model"),
         (fast_lm.FastLM, "loglikelihood", BACKEND),
