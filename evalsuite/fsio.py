@@ -84,31 +84,6 @@ def resolve_link(path: Path) -> Path:
     return Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
 
 
-BACKUP_SUFFIX = ".bak"  # the version a write replaced
-ORIGINAL_SUFFIX = ".orig"  # the first version evalsuite replaced there: never overwritten
-
-
-def backup_path(path: Path) -> Path:
-    return path.with_name(path.name + BACKUP_SUFFIX)
-
-
-def replace_keeping_old(path: Path, text: str) -> bool:
-    """Write `text` to `path` atomically, what was there first copied to `<path>.bak` and, the first time,
-    to `<path>.orig` as well (so that updating twice never loses the version before evalsuite). Returns
-    False, writing nothing, when the file holds `text` already."""
-    data = text.encode("utf-8")
-    if path.is_file():
-        old = path.read_bytes()
-        if old == data:
-            return False
-        original = path.with_name(path.name + ORIGINAL_SUFFIX)
-        if not original.exists():
-            atomic_write_bytes(original, old)
-        atomic_write_bytes(backup_path(path), old)
-    atomic_write_bytes(path, data)
-    return True
-
-
 def atomic_write_text(path: Path, text: str) -> None:
     # newline="" semantics: the text is written exactly as given (no \n translation).
     atomic_write_bytes(path, text.encode("utf-8"))

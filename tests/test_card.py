@@ -388,6 +388,20 @@ def test_updating_twice_keeps_the_card_from_before_evalsuite(tmp_path, capsys):
     capsys.readouterr()
 
 
+def test_a_backup_left_by_an_earlier_release_becomes_the_original(tmp_path, capsys):
+    """An earlier release kept only `.bak` (the card before its update): that is the version to keep."""
+    path = tmp_path / "README.md"
+    path.write_text(card_with_old_results(), encoding="utf-8")
+    before_evalsuite = b"---\nlicense: mit\n---\n# the card as its author wrote it\n"
+    (tmp_path / "README.md.bak").write_bytes(before_evalsuite)
+    current = path.read_bytes()
+    run_dir = write_run(tmp_path / "run", make_run(NEW, model="ConvexAI/BurningBruce-005"))
+    assert main(["card", str(run_dir), "--update", str(path)]) == 0
+    assert (tmp_path / "README.md.orig").read_bytes() == before_evalsuite
+    assert (tmp_path / "README.md.bak").read_bytes() == current
+    capsys.readouterr()
+
+
 def test_a_second_identical_update_is_a_no_op_with_a_backup_of_the_first(tmp_path, capsys):
     path = tmp_path / "README.md"
     path.write_text(card_with_old_results(), encoding="utf-8")

@@ -65,6 +65,22 @@ def test_an_allowed_smoke_run_is_marked_and_from_card_reports_it(tmp_path, seed_
     assert "Smoke run (--limit 3)" in capsys.readouterr().out
 
 
+def test_a_full_run_merged_with_a_limited_one_is_said_to_hold_a_smoke_run_not_the_demo(tmp_path, seed_card, capsys):
+    """The newest run is the full one (no --limit): the card's note and the refusal still say --limit."""
+    partial_full = {name: value for name, value in NEW.items() if name != "gsm8k"}
+    full = write_run(
+        tmp_path / "full",
+        make_run(partial_full, model="ConvexAI/BurningBruce-005", finished="2025-02-01T00:00:00+00:00"),
+    )
+    limited = write_run(tmp_path / "limited", make_run({"gsm8k": 0.3}, model="ConvexAI/BurningBruce-005", smoke=True))
+    assert main(["card", str(full), str(limited), "--update", str(seed_card)]) == 1
+    assert "refusing to put smoke-run scores (--limit 3: a subset of the documents)" in capsys.readouterr().err
+    assert main(["card", str(full), str(limited), "--update", str(seed_card), "--allow-smoke"]) == 0
+    text = seed_card.read_text()
+    assert "Smoke run (--limit 3)" in text and "Demo run" not in text
+    capsys.readouterr()
+
+
 def test_a_partial_run_is_refused_where_the_card_publishes_values(tmp_path, seed_card, capsys):
     partial = {name: value for name, value in NEW.items() if name != "gsm8k"}
     run_dir = write_run(tmp_path / "run", make_run(partial, model="ConvexAI/BurningBruce-005"))

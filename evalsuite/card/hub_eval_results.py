@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from evalsuite.benchmarks.spec import BenchmarkSpec
 from evalsuite.benchmarks.table import BENCHMARKS
+from evalsuite.card.backup import replace_keeping_old
 from evalsuite.card.source import Origin
 from evalsuite.errors import CardError
-from evalsuite.fsio import replace_keeping_old
 from evalsuite.results import BenchmarkScore, RunResult
 
 if TYPE_CHECKING:

@@ -9,13 +9,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from evalsuite.card import hub_eval_results as eval_results
+from evalsuite.card.backup import replace_keeping_old
 from evalsuite.card.guard import check_writable, refuse_other_model, refuse_partial, refuse_smoke
 from evalsuite.card.hub import fetch_hub_card
 from evalsuite.card.read import read_text, warn
 from evalsuite.card.source import origins_of
 from evalsuite.card.update import merge_runs, update_card_text
 from evalsuite.errors import ConfigError, OutputExistsError
-from evalsuite.fsio import replace_keeping_old, resolve_link
+from evalsuite.fsio import resolve_link
 from evalsuite.paths import public_url
 from evalsuite.results import RESULTS_FILE, RunResult, load_run
 

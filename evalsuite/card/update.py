@@ -119,7 +119,12 @@ def merge_runs(runs: Sequence[RunResult]) -> tuple[RunResult, dict[str, RunResul
     merged = RunResult(
         model=newest.model,
         scores={spec.name: origins[spec.name].scores[spec.name] for spec in BENCHMARKS if spec.name in origins},
-        provenance=replace(newest.provenance, smoke=bool(smoke)),
+        # smoke: what the notes and guards say of it (a --limit, else the demo) comes from the smoke runs used
+        provenance=replace(
+            newest.provenance,
+            smoke=bool(smoke),
+            limit=newest.provenance.limit or next((r.provenance.limit for r in smoke if r.provenance.limit), None),
+        ),
         path=newest.path,
     )
     for r in smoke:

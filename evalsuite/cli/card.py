@@ -86,11 +86,12 @@ def _from_card(args: argparse.Namespace) -> int:
 
 
 def _write_card(args: argparse.Namespace) -> int:
+    from evalsuite.card.backup import backup_path
     from evalsuite.card.hub import push_card
     from evalsuite.card.hub_eval_results import write_files
     from evalsuite.card.publish import CardRequest, plan_card, write_card
     from evalsuite.errors import ConfigError
-    from evalsuite.fsio import backup_path, resolve_link
+    from evalsuite.fsio import resolve_link
 
     if args.json:
         raise ConfigError("--json goes with --from-card")
