@@ -15,7 +15,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 from conftest import GOLDEN
 from evalsuite.engine import encoding
 from evalsuite.engine.encoding import LLAMA3_PATTERN, encode_texts, splitter_for
-from evalsuite.engine.tokenize import encode_pair, encode_pairs, prefix_token_id
+from evalsuite.engine.tokenize import encode, encode_pair, encode_pairs, prefix_token_id
 
 SP = GOLDEN / "models" / "tiny-moe-sp"  # Mistral's layout: Prepend + Replace normaliser, BPE over the whole text
 BYTE_LEVEL = GOLDEN / "models" / "tiny-moe"  # GPT-2's: ByteLevel with its split pattern
@@ -201,6 +201,31 @@ def test_a_tokenizer_that_redefines_its_encoding_is_called_as_is(method: str) ->
     want = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
     assert want != [plain.encode(t, add_special_tokens=False) for t in texts]  # it does shout
     assert encode_texts(tokenizer, texts) == want
+    assert splitter_for(tokenizer) is None  # its backend's description is not what its encode does: not cut
+    pairs = [("the cat sat", " on"), ("Answer:", " honey")]
+    assert encode_pairs(tokenizer, pairs, prefix_token_id(tokenizer)) == _one_by_one(tokenizer, pairs)
+
+
+class _Words:
+    """A tokenizer-like object of a model's own code: `encode` and the special ids, no length, no backend."""
+
+    bos_token_id, eos_token_id = 1, 2
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [3 + len(word) for word in text.split(" ")]
+
+
+def test_a_tokenizer_like_object_is_encoded_through_its_encode() -> None:
+    words = _Words()
+    pairs = [("a bb ccc", " dddd"), ("x ", "yy"), ("", " e")]
+    want = [
+        ((4, 5, 6), (7,)),  # "a bb ccc" and "a bb ccc dddd"
+        ((4,), (5,)),  # the context's trailing space moves: "x" and "x yy"
+        ((1,), (3, 4)),  # an empty context is the prefix token
+    ]
+    got = encode_pairs(words, pairs, prefix_token_id(words))
+    assert [(r.context, r.continuation) for r in got] == want
+    assert encode(words, "a generation prompt") == [4, 13, 9]  # the generation path's encoding
 
 
 def _add_a_token(tokenizer: Any) -> None:

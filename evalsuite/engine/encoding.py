@@ -70,15 +70,18 @@ def _direct_backend(tokenizer: Any) -> Any:
     """The Rust tokenizer when calling it is exactly what the tokenizer's `encode` does: the stock fast
     class's methods, no truncation or padding set on the backend, special tokens handled alike."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None or any(
-        getattr(getattr(type(tokenizer), name, None), "__module__", "") != module for name, module in _STOCK
-    ):
+    if backend is None or not _stock(tokenizer):
         return None
     if not hasattr(backend, "encode_batch_fast") or backend.truncation is not None or backend.padding is not None:
         return None
     if backend.encode_special_tokens != bool(getattr(tokenizer, "split_special_tokens", False)):
         return None
     return backend
+
+
+def _stock(tokenizer: Any) -> bool:
+    """The tokenizer encodes with transformers' own methods: its backend's description is what `encode` does."""
+    return all(getattr(getattr(type(tokenizer), name, None), "__module__", "") == module for name, module in _STOCK)
 
 
 @dataclass(frozen=True)
@@ -111,15 +114,29 @@ class Splitter:
 def splitter_for(tokenizer: Any) -> Splitter | None:
     """The tokenizer's splitter, or None when it is not of a family where cutting is proved exact (read again
     when tokens are added to the tokenizer or its normaliser or pre-tokenizer is replaced)."""
-    return _splitter(tokenizer, version(tokenizer))
+    return _splitter(tokenizer, version(tokenizer)) if _stock(tokenizer) else None
 
 
 def version(tokenizer: Any) -> tuple[Any, ...]:
     """What changes when a tokenizer is changed in place (tokens added, normaliser or pre-tokenizer replaced):
-    part of the keys of what is cached per tokenizer."""
+    part of the keys of what is cached per tokenizer. Any tokenizer-like object has one."""
+    try:
+        size: int | None = len(tokenizer)
+    except TypeError:
+        size = None
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    parts = (getattr(backend, "normalizer", None), getattr(backend, "pre_tokenizer", None))
-    return (len(tokenizer), *(None if p is None else p.__getstate__() for p in parts))
+    return (size, *(_state(getattr(backend, name, None)) for name in ("normalizer", "pre_tokenizer")))
+
+
+def _state(part: Any) -> Any:
+    """A Rust normaliser's or pre-tokenizer's serialised state (bytes); another object stands for itself."""
+    if part is None:
+        return None
+    try:
+        state = part.__getstate__()
+    except Exception:  # noqa: BLE001 - not a Rust component: its identity changes when it is replaced
+        return id(part)
+    return state if isinstance(state, bytes) else id(part)
 
 
 @functools.lru_cache(maxsize=16)
