@@ -14,7 +14,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from conftest import GOLDEN
 from evalsuite.engine import encoding
-from evalsuite.engine.encoding import LLAMA3_PATTERN, encode_texts, splitter_for
+from evalsuite.engine.encoding import LLAMA3_PATTERN, QWEN2_PATTERN, encode_texts, splitter_for
 from evalsuite.engine.tokenize import encode, encode_pair, encode_pairs, prefix_token_id
 
 SP = GOLDEN / "models" / "tiny-moe-sp"  # Mistral's layout: Prepend + Replace normaliser, BPE over the whole text
@@ -23,7 +23,7 @@ METASPACE = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "fi
 
 PIECES = [
     "the", "cat", "sat", "on", "mat", "Answer", "Question", "honey", "é", "中文", "42", "3.14", "'s", "'ll",
-    "(A)", "Paris", ":", ".", ",", "?", "-", "\u2581", "\u2581\u2581", "x",
+    "(A)", "Paris", ":", ".", ",", "?", "-", "\u2581", "\u2581\u2581", "x", "e\u0301", "\u0301", "\u2000",
 ]  # fmt: skip
 # Pairs where a wrong cut shows (most wrong cuts give right continuations by luck: the extra or missing
 # tokens are the same in the context's tail and the whole text's): merges across a space, an added token
@@ -126,6 +126,12 @@ def _added_with_space(spec: dict) -> None:
         )  # fmt: skip
 
 
+def _qwen2(spec: dict) -> None:
+    _llama3(spec)
+    spec["normalizer"] = {"type": "NFC"}
+    spec["pre_tokenizer"]["pretokenizers"][0]["pattern"] = {"Regex": QWEN2_PATTERN}
+
+
 TOKENIZERS = {
     "sentencepiece, normaliser": (lambda: AutoTokenizer.from_pretrained(SP), True),
     "sentencepiece, Metaspace": (lambda: _variant(SP, _metaspace), True),
@@ -136,6 +142,7 @@ TOKENIZERS = {
     "sentencepiece, merges across a space": (lambda: _variant(SP, _merge_across), False),
     "byte-level GPT-2": (lambda: AutoTokenizer.from_pretrained(BYTE_LEVEL), True),
     "byte-level Llama 3": (lambda: _variant(BYTE_LEVEL, _llama3), True),
+    "byte-level Qwen 2 (NFC)": (lambda: _variant(BYTE_LEVEL, _qwen2), True),
     "byte-level, added token with a space": (lambda: _variant(BYTE_LEVEL, _added_with_space), True),
     "byte-level, two words a piece": (lambda: _variant(BYTE_LEVEL, _word_pairs), False),
 }

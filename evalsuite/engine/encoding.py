@@ -20,7 +20,9 @@ any other tokenizer is encoded whole, text by text, as before:
 - byte-level BPE with the GPT-2 pattern (or Llama 3's, or Qwen 2's): the pattern cuts the text into
   pieces, each encoded alone; in none of them does a space follow another character (a space can only
   start a piece), and the pattern looks only forward, so the pieces from a boundary on are those of the
-  part from it on, encoded alone, and the pieces before it do not change.
+  part from it on, encoded alone, and the pieces before it do not change. An NFC normaliser (Qwen 2's)
+  keeps this: a space composes with nothing, so the normal form of a text is that of its part before a
+  space followed by that of its part from the space on.
 
 A text holding an added token's content is encoded whole: added tokens are cut out before the
 normaliser and may absorb the spaces next to them.
@@ -170,7 +172,7 @@ def _plain_bpe(model: dict[str, Any]) -> bool:
 
 
 def _byte_level(normalizer: Any, pre: Any) -> bool:
-    if normalizer is not None or not isinstance(pre, dict):
+    if normalizer not in (None, {"type": "NFC"}) or not isinstance(pre, dict):
         return False
     if pre.get("type") == "ByteLevel":
         return pre.get("use_regex") is True and pre.get("add_prefix_space") is False
