@@ -336,3 +336,21 @@ def test_a_mergekit_that_fails_to_import_is_one_line_with_the_fix(
     monkeypatch.setitem(sys.modules, "mergekit.merge", None)  # installed, but one of its modules will not import
     err = _fails(workdir, workdir / f"{RECIPE_NAME}.yml", capsys)
     assert "mergekit is installed but mergekit.merge cannot be imported" in err and "evalsuite[merge]" in err
+
+
+def test_only_mergekit_warnings_are_kept_with_a_merge() -> None:
+    """mergekit-moe warns on the root logger (and its own); another library's warning during a merge is not
+    reported as mergekit-moe's."""
+    import logging
+
+    from evalsuite.merge.build import _Warnings
+
+    kept = _Warnings()
+    logging.getLogger().addHandler(kept)
+    try:
+        logging.warning("layer 0 has degenerate routing parameters")
+        logging.getLogger("mergekit.moe.common").warning("an expert's prompts are empty")
+        logging.getLogger("huggingface_hub.file_download").warning("a download was slow")
+    finally:
+        logging.getLogger().removeHandler(kept)
+    assert kept.messages == ["layer 0 has degenerate routing parameters", "an expert's prompts are empty"]

@@ -79,7 +79,7 @@ def resolve(options: BackendOptions, progress: bool = False) -> ModelFiles:
         names = sorted(p.name for p in path.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
         # The Hub declares the digests of its LFS files: a large checkpoint is not read again to hash it
         # (offline, the Hub is not asked: the files are hashed, once).
-        undeclared = paths_sha256([path / name for name in names if name not in snapshot.lfs_sha256], progress)
+        undeclared = paths_sha256([path / name for name in names if not snapshot.lfs_sha256.get(name)], progress)
         weights = {name: snapshot.lfs_sha256.get(name) or undeclared[path / name] for name in names}
         commit, all_files = snapshot.commit, None
     return ModelFiles(

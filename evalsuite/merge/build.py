@@ -32,7 +32,8 @@ class Variant:
     digest: str
     seed: int = MERGE_SEED
     reused: bool = False  # found in the cache rather than built now
-    warnings: tuple[str, ...] = ()  # what mergekit-moe warned of while merging it (kept with the merge)
+    warnings: tuple[str, ...] | None = ()  # what mergekit-moe warned of while merging it (kept with the
+    # merge; None: a merge cached by an older version, which did not keep them)
 
 
 def cache_dir(recipe: Recipe, gate_mode: str) -> Path:
@@ -47,6 +48,8 @@ class _Warnings(logging.Handler):
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        if not (record.name == "root" or record.name.startswith("mergekit")):  # other libraries' are not its
+            return
         message = record.getMessage().strip()
         if message and message not in self.messages:
             self.messages.append(message)
@@ -97,6 +100,12 @@ def build_variant(recipe: Recipe, gate_mode: str, device: str = "cpu") -> Varian
         atomic_write_json(tmp / MERGE_INFO, info)
 
     model_dir = build_dir_once(final, merge_into)
-    info = json.loads((model_dir / MERGE_INFO).read_text(encoding="utf-8"))
-    warnings = tuple(info.get("mergekit_warnings", ()))  # a merge cached by an older version has none recorded
+    try:
+        info = json.loads((model_dir / MERGE_INFO).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise RecipeError(
+            f"{model_dir / MERGE_INFO}: unreadable ({exc}); delete {model_dir} to merge it again"
+        ) from None
+    recorded = info.get("mergekit_warnings")
+    warnings = None if recorded is None else tuple(recorded)
     return Variant(gate_mode, model_dir, digest, seed, reused=reused, warnings=warnings)

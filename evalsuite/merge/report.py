@@ -112,7 +112,13 @@ def merge_and_evaluate(opts: MergeOptions) -> Path:
     table = intent.intent_table(recipe, runs)
     atomic_write_text(out / INTENT_CSV, table.to_csv(index=False))
     intent.plot(recipe, table, out / INTENT_PNG)
-    notes = [f"mergekit-moe, gate mode {v.gate_mode}: {w}" for v in variants for w in v.warnings]
+    notes = [f"mergekit-moe, gate mode {v.gate_mode}: {w}" for v in variants for w in v.warnings or ()]
+    notes += [
+        f"mergekit-moe, gate mode {v.gate_mode}: its warnings are not known (merged by an earlier evalsuite, "
+        "which did not keep them)"
+        for v in variants
+        if v.warnings is None
+    ]
     notes += intent.warnings(table, len(recipe.experts))
     for note in notes:
         _say(f"warning: {note}")
