@@ -33,6 +33,7 @@ HARD_PAIRS = [
     (":\u2581 (A)  \u2581 ", "  on  :"), ("a b c d", " e"), ("", " An empty context"), ("Answer:", " A"),
     (" ", "A"), ("\n\n", "Answer: yes"),  # contexts of spaces only: no prefix token (not empty as given)
     ("x\u2581the ca", "t"), ("q x\u2581the cat", " is"), ("x the\u2581ca", "t"),  # an added token spelt with `▁`
+    ("b\u2581 \u2581", "a"), ("aa\u2581 \u2581", "ba"),  # a space after a `▁`: inside a run of `▁`, no boundary
 ]  # fmt: skip
 WORD_PAIRS = r"\S+ \S+|\S+|\s"
 GAPS = [" ", " ", " ", "  ", "   ", "\n", "\n\n", "\t", " \n", "\u00a0", "\u3000", "\u200b", "", "\u2581 "]
