@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from evalsuite import __version__
 from evalsuite.benchmarks.table import BENCHMARK_NAMES, BENCHMARKS, BY_NAME
 from evalsuite.compare.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, DEFAULT_SEED, paired_test
-from evalsuite.compare.verdict import Verdict, legend
+from evalsuite.compare.verdict import PairedVerdict, legend
 from evalsuite.errors import CompareError
 from evalsuite.naming import display_name
 from evalsuite.pipeline.rundir import RESULTS_ROOT
@@ -42,7 +42,7 @@ SIGNIFICANCE_COLUMNS: dict[str, tuple[str, Any]] = {
     "significant": ("significant", object),  # the interval excludes 0, by more than float rounding
     "within_rounding": ("within_rounding", object),  # every document within float rounding of the baseline
     "identical": ("identical", object),  # every document bit for bit the baseline's
-    "verdict": ("verdict", object),  # evalsuite.compare.verdict.Verdict, its legend in the report
+    "verdict": ("verdict", object),  # evalsuite.compare.verdict.PairedVerdict, its legend in the report
     "mcnemar_p": ("mcnemar_p", float),
     "baseline_only": ("only_a", "Int64"),  # documents only the baseline got right
     "model_only": ("only_b", "Int64"),
@@ -232,7 +232,7 @@ class Comparison:
         for model, records in by_model.items():
             reasons = {str(r["reason"]).removeprefix(f"{r['benchmark']}: ") for r in records}
             if len(reasons) == 1 and not any(_missing(r["reason"]) for r in records):  # a card: one line, not six
-                rows.append([model, "all", "", "", "", "", "", f"{Verdict.NO_TEST}: {reasons.pop()}"])
+                rows.append([model, "all", "", "", "", "", "", f"{PairedVerdict.NO_TEST}: {reasons.pop()}"])
                 continue
             rows += [[model, str(r["benchmark"]), *_significance_cells(r)] for r in records]
         level = f"{100 * self.confidence:g}%"
@@ -406,7 +406,7 @@ def _missing(value: Any) -> bool:
 
 def _significance_cells(r: Mapping[Any, Any]) -> list[str]:
     if not _missing(r["reason"]):
-        return ["", "", "", "", "", f"{Verdict.NO_TEST}: {r['reason']}"]
+        return ["", "", "", "", "", f"{PairedVerdict.NO_TEST}: {r['reason']}"]
     ci = f"[{_pct(r['ci_low'], '+')}, {_pct(r['ci_high'], '+')}]"
     p = "" if _missing(r["mcnemar_p"]) else f"{r['mcnemar_p']:.4g}"
     discordant = "" if _missing(r["baseline_only"]) else f"{r['baseline_only']} / {r['model_only']}"

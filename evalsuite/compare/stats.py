@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from evalsuite.benchmarks.spec import BenchmarkSpec
-from evalsuite.compare.verdict import Verdict, decide
+from evalsuite.compare.verdict import PairedVerdict, decide
 from evalsuite.errors import CompareError, RunDirError
 from evalsuite.results import DocRecord, RunResult, read_samples
 from evalsuite.scoring import macro_mean
@@ -56,7 +56,7 @@ class PairedResult:
         return not self.within_rounding and (self.ci_low > 0 or self.ci_high < 0)
 
     @property
-    def verdict(self) -> Verdict:
+    def verdict(self) -> PairedVerdict:
         return decide(
             reason=self.reason,
             identical=bool(self.identical),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 
-class Verdict(StrEnum):
+class PairedVerdict(StrEnum):
     """Run b against run a on one benchmark, first match wins (so rounding is never called a difference)."""
 
     IDENTICAL = "identical"
@@ -16,30 +16,30 @@ class Verdict(StrEnum):
     NO_TEST = "no paired test"
 
 
-MEANINGS: dict[Verdict, str] = {
-    Verdict.IDENTICAL: "every document's value and log-likelihoods (or generation) are the baseline's, bit for "
+MEANINGS: dict[PairedVerdict, str] = {
+    PairedVerdict.IDENTICAL: "every document's value and log-likelihoods (or generation) are the baseline's, bit for "
     "bit, and so is the score (e.g. a run and its resumed or repeated copy)",
-    Verdict.ROUNDING: "the documents differ only by float rounding, as `evalsuite verify` would call the same "
+    PairedVerdict.ROUNDING: "the documents differ only by float rounding, as `evalsuite verify` would call the same "
     "result: log-likelihoods within its tolerance, the same accuracies (flipped near-ties aside), mc2 "
     "within its bound and the same two-decimal score (as between backends, devices or batch sizes on one "
     "model), whatever the interval says",
-    Verdict.DIFFERS: "more than rounding, and the interval excludes 0",
-    Verdict.NOISE: "more than rounding, but the interval includes 0: not significant on these documents "
+    PairedVerdict.DIFFERS: "more than rounding, and the interval excludes 0",
+    PairedVerdict.NOISE: "more than rounding, but the interval includes 0: not significant on these documents "
     "(two models that score every document alike included)",
-    Verdict.NO_TEST: "the runs cannot be paired on this benchmark; the reason follows",
+    PairedVerdict.NO_TEST: "the runs cannot be paired on this benchmark; the reason follows",
 }
 
 
-def decide(*, reason: str | None, identical: bool, within_rounding: bool, excludes_zero: bool) -> Verdict:
+def decide(*, reason: str | None, identical: bool, within_rounding: bool, excludes_zero: bool) -> PairedVerdict:
     if reason is not None:
-        return Verdict.NO_TEST
+        return PairedVerdict.NO_TEST
     if identical:
-        return Verdict.IDENTICAL
+        return PairedVerdict.IDENTICAL
     if within_rounding:
-        return Verdict.ROUNDING
-    return Verdict.DIFFERS if excludes_zero else Verdict.NOISE
+        return PairedVerdict.ROUNDING
+    return PairedVerdict.DIFFERS if excludes_zero else PairedVerdict.NOISE
 
 
 def legend() -> str:
     """One line per verdict, in the order they are decided."""
-    return "".join(f"- '{v}': {MEANINGS[v]}.\n" for v in Verdict)
+    return "".join(f"- '{v}': {MEANINGS[v]}.\n" for v in PairedVerdict)
