@@ -21,8 +21,8 @@ MEANINGS: dict[PairedVerdict, str] = {
     "bit, and so is the score (e.g. a run and its resumed or repeated copy)",
     PairedVerdict.ROUNDING: "the documents differ only by float rounding, as `evalsuite verify` would call the same "
     "result: log-likelihoods within its tolerance, the same accuracies (flipped near-ties aside), mc2 "
-    "within its bound and the same two-decimal score (as between backends, devices or batch sizes on one "
-    "model), whatever the interval says",
+    "within its bound and the same two-decimal score (in reduced precision mc2's may move within its "
+    "bound; as between backends, devices or batch sizes on one model), whatever the interval says",
     PairedVerdict.DIFFERS: "more than rounding, and the interval excludes 0",
     PairedVerdict.NOISE: "more than rounding, but the interval includes 0: not significant on these documents "
     "(two models that score every document alike included)",
