@@ -206,24 +206,24 @@ def load_config_and_tokenizer(path: Path, trust_remote_code: bool) -> tuple[Any,
     """The model directory's config and tokenizer, each failure one line naming what to fix."""
     import transformers
 
-    try:
-        config = transformers.AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except Exception as exc:
-        refuse_custom_code(exc, path, "model", trust_remote_code)
-        raise ModelError(
-            f"model dir {path}: config.json could not be read ({type(exc).__name__}: {one_line(exc)}); "
-            "fix or replace it"
-        ) from exc
-    try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except Exception as exc:
-        refuse_custom_code(exc, path, "tokenizer", trust_remote_code)
-        raise ModelError(
-            f"model dir {path}: the tokenizer could not be loaded ({type(exc).__name__}: {one_line(exc)}); "
-            "the directory needs the model's tokenizer files (e.g. tokenizer.json and tokenizer_config.json)"
-        ) from exc
+    config = _load(
+        transformers.AutoConfig, path, trust_remote_code, "model", "config.json could not be read", "fix or replace it"
+    )
+    tokenizer = _load(
+        transformers.AutoTokenizer, path, trust_remote_code, "tokenizer", "the tokenizer could not be loaded",
+        "the directory needs the model's tokenizer files (e.g. tokenizer.json and tokenizer_config.json)",
+    )  # fmt: skip
     silence_too_long_warning(tokenizer)  # every input is cut to the max length before the model sees it
     return config, tokenizer
+
+
+def _load(auto: Any, path: Path, trusted: bool, what: str, failure: str, fix: str) -> Any:
+    """`auto.from_pretrained(path)`, a failure one line: the flag custom code needs, else `failure` and `fix`."""
+    try:
+        return auto.from_pretrained(path, trust_remote_code=trusted)
+    except Exception as exc:
+        refuse_custom_code(exc, path, what, trusted)
+        raise ModelError(f"model dir {path}: {failure} ({type(exc).__name__}: {one_line(exc)}); {fix}") from exc
 
 
 def refuse_custom_code(exc: Exception, path: Path, what: str, trusted: bool) -> None:

@@ -58,12 +58,11 @@ class Replica:
 
     def __init__(self, module: str, options: BackendOptions, files: ModelFiles) -> None:
         from evalsuite.engine.registry import load_module_backend
-        from evalsuite.engine.truncation import per_request_warnings_silenced
+        from evalsuite.engine.truncation import silence_per_request_warnings
 
         # The process is the replica's: lm-eval's per-request truncation warnings stay off for its lifetime
         # (the driver notes the count per benchmark).
-        self._quiet = contextlib.ExitStack()
-        self._quiet.enter_context(per_request_warnings_silenced())
+        silence_per_request_warnings()
         self.backend = load_module_backend(module, options, files.here())
         self.recorder: RouterCounter | None = None
 

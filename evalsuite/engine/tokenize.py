@@ -105,9 +105,10 @@ def encode_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]], prefix_token_
             requests.append(encode_pair(tokenizer, "", whole, prefix_token_id, encoded))
             continue
         ctx = encoded[given]
-        # with tails: the context's ids before its boundary, then the whole text's from it on
-        ids = ctx[: len(ctx) - len(encoded[tails[0]])] + encoded[tails[1]] if tails else encoded[whole]
-        requests.append(TokenRequest(tuple(ctx), tuple(ids[len(ctx) :])))
+        # the continuation: the whole text's ids past the context's (with tails: past the context's tail's,
+        # the ids before the boundary being the same in both)
+        cont = encoded[tails[1]][len(encoded[tails[0]]) :] if tails else encoded[whole][len(ctx) :]
+        requests.append(TokenRequest(tuple(ctx), tuple(cont)))
     return requests
 
 

@@ -40,16 +40,22 @@ class _PerRequestWarnings(logging.Filter):
         return not str(record.msg).startswith(PER_REQUEST_WARNING)
 
 
+def silence_per_request_warnings() -> logging.Filter:
+    """From now on lm-eval's HF class does not log each request it cuts (its other messages pass); returns
+    the filter, which `logging.getLogger(HFLM_LOGGER).removeFilter` takes off again."""
+    quiet = _PerRequestWarnings()
+    logging.getLogger(HFLM_LOGGER).addFilter(quiet)
+    return quiet
+
+
 @contextlib.contextmanager
 def per_request_warnings_silenced() -> Iterator[None]:
-    """Inside the block, lm-eval's HF class does not log each request it cuts (its other messages pass)."""
-    logger = logging.getLogger(HFLM_LOGGER)
-    quiet = _PerRequestWarnings()
-    logger.addFilter(quiet)
+    """Inside the block, lm-eval's HF class does not log each request it cuts."""
+    quiet = silence_per_request_warnings()
     try:
         yield
     finally:
-        logger.removeFilter(quiet)
+        logging.getLogger(HFLM_LOGGER).removeFilter(quiet)
 
 
 def silence_too_long_warning(tokenizer: Any) -> None:
